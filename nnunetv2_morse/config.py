@@ -1,0 +1,112 @@
+"""MorseConfig: every setting of a MORSE variant, with the paper's defaults, validated at construction."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+POINT_FEATURES = ("moe", "multiscale")
+HEADS = ("iar", "pointrend")
+AWA_MODES = ("linear", "step", "off")
+HEAD_TRAINING = ("decoupled", "scaled")
+
+PAPER_NUM_EXPERTS = {2: 5, 3: 3}
+PAPER_NUM_TEST_POINTS = {2: 8192, 3: 32768}
+
+
+class MorseConfigError(ValueError):
+    """A MorseConfig field holds a value outside its allowed range."""
+
+
+def _check(condition: bool, field: str, value, allowed: str) -> None:
+    if not condition:
+        raise MorseConfigError(f"MorseConfig.{field}={value!r} is invalid: allowed {allowed}")
+
+
+def _check_widths(field: str, value) -> None:
+    _check(isinstance(value, tuple) and len(value) > 0 and all(isinstance(v, int) and v > 0 for v in value),
+           field, value, "a non-empty tuple of positive ints")
+
+
+@dataclass(frozen=True)
+class MorseConfig:
+    """One MORSE variant. Defaults are the paper's (MICCAI 2023, sec. 2 and 3).
+
+    point_features: 'moe' (mixture of experts over the last N decoder stages, sec. 2.1) or 'multiscale'
+        (those stages' features concatenated, as PointRend).
+    head: 'iar' (Fourier positional encoding + point MLP, sec. 2.2) or 'pointrend' (point MLP alone).
+    expert_drop_prob: alpha, the Bernoulli probability of dropping each expert per sample in training; 0 gives a
+        dense mixture of experts.
+    num_experts: N, the number of decoder stages used; None takes the paper's (5 in 2D, 3 in 3D) capped at the
+        number of decoder stages the plan has.
+    num_points / oversample_ratio / importance_ratio: N_p, k_p and rho of the training point selection.
+    num_test_points: N_test, the points re-predicted per patch at inference; None takes 8192 in 2D and 32768 in 3D.
+    rend_loss_weight / awa: lambda_rend and its schedule: 'linear' (eq. 4), 'step' (lambda_rend from T/2 on) or
+        'off' (lambda_rend from the start).
+    head_training: 'decoupled' trains the point modules at full weight on L_rend while lambda_t scales only the
+        gradient that flows back into the U-Net; 'scaled' multiplies the whole L_rend by lambda_t (the paper's
+        L_total). See README, "Design decisions".
+    """
+
+    point_features: str = "moe"
+    head: str = "iar"
+    expert_drop_prob: float = 0.7
+    num_experts: Optional[int] = None
+    feature_channels: int = 256
+    expert_hidden: Tuple[int, ...] = (256, 256)
+    gate_hidden: Tuple[int, ...] = (256, 256, 256)
+    fusion_hidden: Tuple[int, ...] = (256, 256)
+    head_hidden: Tuple[int, ...] = (256, 256, 256)
+    num_frequencies: int = 128
+    frequency_std: float = 1.0
+    num_points: int = 2048
+    oversample_ratio: float = 3.0
+    importance_ratio: float = 0.75
+    num_test_points: Optional[int] = None
+    rend_loss_weight: float = 0.1
+    awa: str = "linear"
+    head_training: str = "decoupled"
+
+    def __post_init__(self):
+        _check(self.point_features in POINT_FEATURES, "point_features", self.point_features, f"one of {POINT_FEATURES}")
+        _check(self.head in HEADS, "head", self.head, f"one of {HEADS}")
+        _check(isinstance(self.expert_drop_prob, (int, float)) and 0 <= self.expert_drop_prob < 1,
+               "expert_drop_prob", self.expert_drop_prob, "[0, 1)")
+        _check(self.num_experts is None or (isinstance(self.num_experts, int) and self.num_experts >= 1),
+               "num_experts", self.num_experts, "None or an int >= 1")
+        _check(isinstance(self.feature_channels, int) and self.feature_channels >= 1,
+               "feature_channels", self.feature_channels, "an int >= 1")
+        for name in ("expert_hidden", "gate_hidden", "fusion_hidden", "head_hidden"):
+            _check_widths(name, getattr(self, name))
+        _check(isinstance(self.num_frequencies, int) and self.num_frequencies >= 1,
+               "num_frequencies", self.num_frequencies, "an int >= 1")
+        _check(self.frequency_std > 0, "frequency_std", self.frequency_std, "> 0")
+        _check(isinstance(self.num_points, int) and self.num_points >= 1, "num_points", self.num_points, "an int >= 1")
+        _check(self.oversample_ratio >= 1, "oversample_ratio", self.oversample_ratio, ">= 1")
+        _check(0.5 < self.importance_ratio <= 1, "importance_ratio", self.importance_ratio, "(0.5, 1]")
+        _check(self.num_test_points is None or (isinstance(self.num_test_points, int) and self.num_test_points >= 1),
+               "num_test_points", self.num_test_points, "None or an int >= 1")
+        _check(self.rend_loss_weight >= 0, "rend_loss_weight", self.rend_loss_weight, ">= 0")
+        _check(self.awa in AWA_MODES, "awa", self.awa, f"one of {AWA_MODES}")
+        _check(self.head_training in HEAD_TRAINING, "head_training", self.head_training, f"one of {HEAD_TRAINING}")
+        if self.point_features == "multiscale":
+            _check(self.expert_drop_prob == 0, "expert_drop_prob", self.expert_drop_prob,
+                   "0 with point_features='multiscale' (there are no experts to drop)")
+
+    def experts_for(self, spatial_dims: int, num_decoder_stages: int) -> int:
+        """N for a U-Net with this many decoder stages; raises if an explicit N does not fit."""
+        if self.num_experts is None:
+            return min(PAPER_NUM_EXPERTS[spatial_dims], num_decoder_stages)
+        _check(self.num_experts <= num_decoder_stages, "num_experts", self.num_experts,
+               f"1..{num_decoder_stages} (the number of decoder stages this plan's U-Net has)")
+        return self.num_experts
+
+    def test_points_for(self, spatial_dims: int) -> int:
+        return PAPER_NUM_TEST_POINTS[spatial_dims] if self.num_test_points is None else self.num_test_points
+
+    def replace(self, **changes) -> "MorseConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)

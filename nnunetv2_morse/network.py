@@ -1,0 +1,118 @@
+"""The nnU-Net U-Net with MORSE's point rendering: one network for training and inference, 2D and 3D."""
+from __future__ import annotations
+
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from .config import MorseConfig
+from .encoding import FourierPositionalEncoding
+from .experts import PointMixtureOfExperts, PointMultiscaleFeatures
+from .head import PointHead
+from .points import (sample_at_points, sample_training_points, select_uncertain_voxels, voxel_centres,
+                     write_point_logits)
+
+
+class MorseTrainingOutput(NamedTuple):
+    """What the network returns in training mode.
+
+    seg: nnU-Net's output (list over deep-supervision scales, highest first, or one tensor (B, K, *S));
+    point_logits (B, K, P) predicted by the head at point_coords (B, P, D) in [0, 1].
+    """
+    seg: Union[torch.Tensor, List[torch.Tensor]]
+    point_logits: torch.Tensor
+    point_coords: torch.Tensor
+
+
+def scale_gradient(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Identity forward; the gradient flowing back through it is multiplied by scale."""
+    return x * scale + x.detach() * (1 - scale)
+
+
+class PointRenderer(nn.Module):
+    """Point features (mixture of experts or multi-scale) + point head, fed by the last N decoder stages.
+
+    nnU-Net's -pretrained_weights transfers every weight except keys containing '.seg_layers.' (its
+    task-specific output layers). The rendering modules are such output layers and live under `seg_layers`,
+    so a stock nnUNetTrainer checkpoint initialises the U-Net and leaves them freshly initialised.
+    """
+
+    def __init__(self, config: MorseConfig, stage_channels: Sequence[int], num_classes: int, spatial_dims: int):
+        super().__init__()
+        self.config = config
+        self.num_test_points = config.test_points_for(spatial_dims)
+        if config.point_features == "moe":
+            features = PointMixtureOfExperts(stage_channels, config.feature_channels, config.expert_hidden,
+                                             config.gate_hidden, config.fusion_hidden, config.expert_drop_prob)
+        else:
+            features = PointMultiscaleFeatures(stage_channels)
+        encoding = None
+        if config.head == "iar":
+            encoding = FourierPositionalEncoding(spatial_dims, config.num_frequencies, config.frequency_std)
+        head = PointHead(features.out_channels, num_classes, config.head_hidden, encoding)
+        self.seg_layers = nn.ModuleDict({"point_features": features, "point_head": head})
+
+    def forward(self, stage_features: Sequence[torch.Tensor], coarse: torch.Tensor,
+                coords: torch.Tensor) -> torch.Tensor:
+        """Point logits (B, K, P) at coords (B, P, D) from stage features (B, C_i, *S_i) and coarse (B, K, *S)."""
+        point_features = self.seg_layers["point_features"]([sample_at_points(f, coords) for f in stage_features])
+        return self.seg_layers["point_head"](point_features, sample_at_points(coarse, coords), coords)
+
+    def refine(self, stage_features: Sequence[torch.Tensor], coarse: torch.Tensor) -> torch.Tensor:
+        """coarse (B, K, *S) with its num_test_points most uncertain voxels re-predicted by the head."""
+        flat_indices = select_uncertain_voxels(coarse, self.num_test_points)
+        coords = voxel_centres(flat_indices, coarse.shape[2:])
+        return write_point_logits(coarse, flat_indices, self(stage_features, coarse, coords))
+
+
+class MorseNetwork(nn.Module):
+    """An nnU-Net U-Net (PlainConvUNet or ResidualEncoderUNet, any depth) with MORSE's point renderer.
+
+    The U-Net's `encoder` and `decoder` keep their attribute names, so nnU-Net's deep-supervision switch and
+    stock checkpoints see the same keys. forward(x (B, C_in, *S)):
+    - training: MorseTrainingOutput (nnU-Net's outputs + point logits at training points);
+    - eval: nnU-Net's outputs with the full-resolution logits refined at the most uncertain voxels.
+    """
+
+    def __init__(self, unet: nn.Module, config: MorseConfig, num_classes: int):
+        super().__init__()
+        self.encoder = unet.encoder
+        self.decoder = unet.decoder
+        self.config = config
+        spatial_dims = len(self.encoder.strides[0])
+        num_stages = len(self.decoder.stages)
+        self.num_experts = config.experts_for(spatial_dims, num_stages)
+        stage_channels = list(self.encoder.output_channels[:self.num_experts])
+        self.rendering = PointRenderer(config, stage_channels, num_classes, spatial_dims)
+
+    def decode(self, skips: Sequence[torch.Tensor]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """nnU-Net's UNetDecoder.forward, also returning the last N stages' features (highest resolution first).
+
+        Returns (stage_features, seg_outputs); seg_outputs is highest resolution first and holds every scale only
+        when deep supervision is on.
+        """
+        decoder = self.decoder
+        x = skips[-1]
+        stage_outputs, seg_outputs = [], []
+        last = len(decoder.stages) - 1
+        for s in range(len(decoder.stages)):
+            x = decoder.stages[s](torch.cat((decoder.transpconvs[s](x), skips[-(s + 2)]), 1))
+            stage_outputs.append(x)
+            if decoder.deep_supervision or s == last:
+                seg_outputs.append(decoder.seg_layers[s](x))
+        return stage_outputs[::-1][:self.num_experts], seg_outputs[::-1]
+
+    def forward(self, x: torch.Tensor, backbone_gradient_scale: Optional[torch.Tensor] = None):
+        stage_features, seg_outputs = self.decode(self.encoder(x))
+        seg = seg_outputs if self.decoder.deep_supervision else seg_outputs[0]
+        coarse = seg_outputs[0]
+        if not self.training:
+            refined = self.rendering.refine(stage_features, coarse)
+            return [refined, *seg_outputs[1:]] if self.decoder.deep_supervision else refined
+        coords = sample_training_points(coarse, self.config.num_points, self.config.oversample_ratio,
+                                        self.config.importance_ratio)
+        if backbone_gradient_scale is not None:
+            stage_features = [scale_gradient(f, backbone_gradient_scale) for f in stage_features]
+            coarse = scale_gradient(coarse, backbone_gradient_scale)
+        return MorseTrainingOutput(seg, self.rendering(stage_features, coarse, coords), coords)
