@@ -1,0 +1,47 @@
+import dataclasses
+
+import pytest
+
+from nnunetv2_morse.config import MorseConfig, MorseConfigError
+
+
+def test_paper_defaults():
+    cfg = MorseConfig()
+    assert (cfg.expert_drop_prob, cfg.num_points, cfg.oversample_ratio, cfg.importance_ratio) == (0.7, 2048, 3.0, 0.75)
+    assert (cfg.num_frequencies, cfg.rend_loss_weight, cfg.expert_hidden, cfg.feature_channels) == (128, 0.1, (256, 256), 256)
+    assert cfg.experts_for(2, 6) == 5 and cfg.experts_for(3, 5) == 3 and cfg.experts_for(2, 3) == 3
+    assert cfg.test_points_for(2) == 8192
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.expert_drop_prob = 0.5
+
+
+@pytest.mark.parametrize("field, value, allowed", [
+    ("expert_drop_prob", 1.0, "[0, 1)"),
+    ("expert_drop_prob", -0.1, "[0, 1)"),
+    ("importance_ratio", 0.5, "(0.5, 1]"),
+    ("importance_ratio", 1.01, "(0.5, 1]"),
+    ("oversample_ratio", 0.9, ">= 1"),
+    ("num_points", 0, "an int >= 1"),
+    ("num_test_points", -5, "None or an int >= 1"),
+    ("num_experts", 0, "None or an int >= 1"),
+    ("head", "mlp", "one of"),
+    ("point_features", "dense", "one of"),
+    ("awa", "cosine", "one of"),
+    ("expert_hidden", (), "non-empty tuple"),
+    ("frequency_std", 0.0, "> 0"),
+])
+def test_invalid_fields_are_named(field, value, allowed):
+    with pytest.raises(MorseConfigError) as err:
+        MorseConfig(**{field: value})
+    assert f"MorseConfig.{field}={value!r}" in str(err.value) and allowed in str(err.value)
+
+
+def test_num_experts_must_fit_the_plan():
+    with pytest.raises(MorseConfigError, match=r"num_experts=6 .*1\.\.4"):
+        MorseConfig(num_experts=6).experts_for(2, 4)
+
+
+def test_multiscale_features_cannot_drop_experts():
+    with pytest.raises(MorseConfigError, match="expert_drop_prob"):
+        MorseConfig(point_features="multiscale")
+    MorseConfig(point_features="multiscale", expert_drop_prob=0.0)

@@ -1,0 +1,132 @@
+import pytest
+import torch
+
+from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunetv2_morse.config import MorseConfig
+from nnunetv2_morse.network import MorseNetwork, MorseTrainingOutput
+from nnunetv2_morse.points import select_uncertain_voxels
+from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE
+from plans import make_plans
+
+SMALL = MorseConfig(feature_channels=16, expert_hidden=(16, 16), gate_hidden=(16,), fusion_hidden=(16,),
+                    head_hidden=(16, 16), num_frequencies=8, num_points=64, num_test_points=50)
+
+
+class SmallMORSE(nnUNetTrainerMORSE):
+    morse_config = SMALL
+
+
+def build(trainer, dim, deep_supervision, network="PlainConvUNet", n_stages=4, classes=3):
+    pm = make_plans(dim, n_stages=n_stages, network=network)
+    return trainer.build_network_architecture(pm, pm.get_configuration("cfg"), 1, classes, deep_supervision)
+
+
+def stock_and_morse(dim, deep_supervision, network="PlainConvUNet", n_stages=4):
+    torch.manual_seed(0)
+    stock = build(nnUNetTrainer, dim, deep_supervision, network, n_stages)
+    morse = build(SmallMORSE, dim, deep_supervision, network, n_stages)
+    missing, unexpected = morse.load_state_dict(stock.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("rendering.seg_layers.") for k in missing)
+    return stock, morse
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("network", ["PlainConvUNet", "ResidualEncoderUNet"])
+@pytest.mark.parametrize("n_stages", [3, 5])
+def test_training_output_matches_the_unet(dim, network, n_stages):
+    stock, morse = stock_and_morse(dim, True, network, n_stages)
+    x = torch.randn(2, 1, *[2 ** (n_stages + 1)] * dim)
+    out = morse.train()(x)
+    assert isinstance(out, MorseTrainingOutput)
+    expected = stock.train()(x)
+    assert len(out.seg) == len(expected) == n_stages - 1
+    for a, b in zip(out.seg, expected):
+        torch.testing.assert_close(a, b)
+    assert out.point_logits.shape == (2, 3, SMALL.num_points)
+    assert out.point_coords.shape == (2, SMALL.num_points, dim)
+    assert morse.num_experts == min(n_stages - 1, 5 if dim == 2 else 3)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_inference_changes_only_the_most_uncertain_voxels(dim):
+    stock, morse = stock_and_morse(dim, False)
+    x = torch.randn(2, 1, *[32] * dim)
+    with torch.no_grad():
+        coarse = stock.eval()(x)
+        refined = morse.eval()(x)
+    assert refined.shape == coarse.shape
+    changed = (refined != coarse).any(1).flatten(1)
+    chosen = torch.zeros_like(changed).scatter_(1, select_uncertain_voxels(coarse, SMALL.num_test_points), True)
+    assert (changed & ~chosen).sum() == 0
+    assert changed.sum(1).min() > 0.9 * SMALL.num_test_points  # the head really re-predicts them
+
+
+def test_eval_with_deep_supervision_refines_the_full_resolution_output():
+    stock, morse = stock_and_morse(2, True)
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        coarse, refined = stock.eval()(x), morse.eval()(x)
+    assert not torch.equal(refined[0], coarse[0])
+    for a, b in zip(refined[1:], coarse[1:]):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_state_dict_round_trip_through_build_network_architecture(dim):
+    trained = build(SmallMORSE, dim, True)
+    rebuilt = build(SmallMORSE, dim, False)
+    result = rebuilt.load_state_dict(trained.state_dict(), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    x = torch.randn(1, 1, *[32] * dim)
+    trained.decoder.deep_supervision = False
+    with torch.no_grad():
+        torch.testing.assert_close(trained.eval()(x), rebuilt.eval()(x))
+
+
+def test_stock_checkpoint_loads_as_pretrained_weights(tmp_path):
+    torch.manual_seed(1)
+    stock = build(nnUNetTrainer, 3, True)
+    path = tmp_path / "checkpoint_final.pth"
+    torch.save({"network_weights": stock.state_dict()}, path)
+    morse = build(SmallMORSE, 3, True)
+    head_before = {k: v.clone() for k, v in morse.state_dict().items() if k.startswith("rendering.")}
+    load_pretrained_weights(morse, str(path))
+    state = morse.state_dict()
+    for key, value in stock.state_dict().items():
+        if ".seg_layers." not in key:
+            assert torch.equal(state[key], value), key
+    for key, value in head_before.items():
+        assert torch.equal(state[key], value)
+
+
+def test_backbone_gradient_scale_reaches_only_the_unet():
+    _, morse = stock_and_morse(2, True)
+    x = torch.randn(2, 1, 32, 32)
+
+    def grads(scale):
+        morse.zero_grad()
+        torch.manual_seed(5)
+        out = morse.train()(x, None if scale is None else torch.tensor(scale))
+        out.point_logits.square().mean().backward()
+        return {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in morse.named_parameters()}
+
+    full, half, zero = grads(None), grads(0.5), grads(0.0)
+    encoder = [n for n in full if n.startswith("encoder.")]
+    head = [n for n in full if n.startswith("rendering.")]
+    assert all(zero[n].abs().sum() == 0 for n in encoder)
+    assert sum(full[n].abs().sum() for n in encoder) > 0
+    for n in encoder:
+        torch.testing.assert_close(half[n], 0.5 * full[n])
+    for n in head:
+        torch.testing.assert_close(zero[n], full[n])
+        torch.testing.assert_close(half[n], full[n])
+
+
+def test_too_many_experts_for_the_plan_is_refused():
+    class TooMany(nnUNetTrainerMORSE):
+        morse_config = MorseConfig(num_experts=5)
+
+    with pytest.raises(ValueError, match=r"num_experts=5 .*1\.\.3"):
+        build(TooMany, 2, True, n_stages=4)
