@@ -112,14 +112,3 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
         self.logger.log("rend_losses", rend_loss, self.current_epoch)
         self.logger.log("awa_weights", last_lambda, self.current_epoch)
         self.print_to_log_file(f"rend_loss {np.round(rend_loss, 4)}, lambda_t {last_lambda:.5f}")
-
-
-class nnUNetTrainerMORSE_demo(nnUNetTrainerMORSE):
-    """A few minutes on a CPU for the README's demo: 3 epochs of 40 iterations."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 3
-        self.num_iterations_per_epoch = 40
-        self.num_val_iterations_per_epoch = 10

@@ -1,0 +1,34 @@
+"""Short variants of every trainer of the family, named like nnU-Net's own (nnUNetTrainer_5epochs, ...).
+
+Each is the family trainer with num_epochs changed; `nnUNetTrainerMORSE_demo` is sized for the CPU demo.
+"""
+import torch
+
+from nnunetv2_morse.trainers import family
+from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE
+
+EPOCHS = (1, 5, 10, 20, 50, 100, 250, 500)
+FAMILY = (nnUNetTrainerMORSE, family.nnUNetTrainerPointRend, family.nnUNetTrainerMoE, family.nnUNetTrainerSMoE,
+          family.nnUNetTrainerIAR, family.nnUNetTrainerIARMoE)
+
+
+def with_schedule(base: type, name: str, num_epochs: int, iterations: int = 250, val_iterations: int = 50) -> type:
+    """A subclass of base named `name` that trains num_epochs of `iterations` iterations."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        base.__init__(self, plans, configuration, fold, dataset_json, device)
+        self.num_epochs = num_epochs
+        self.num_iterations_per_epoch = iterations
+        self.num_val_iterations_per_epoch = val_iterations
+
+    return type(name, (base,), {"__init__": __init__, "__module__": __name__,
+                                "__doc__": f"{base.__name__}, {num_epochs} epochs of {iterations} iterations."})
+
+
+for _base in FAMILY:
+    for _epochs in EPOCHS:
+        _name = f"{_base.__name__}_{_epochs}epoch" + ("s" if _epochs > 1 else "")
+        globals()[_name] = with_schedule(_base, _name, _epochs)
+
+nnUNetTrainerMORSE_demo = with_schedule(nnUNetTrainerMORSE, "nnUNetTrainerMORSE_demo", 3, 40, 10)
