@@ -23,8 +23,8 @@ class FourierPositionalEncoding(nn.Module):
         return 2 * self.frequencies.shape[0]
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        """coords (B, P, D) in [0, 1] -> encoding (B, 2L, P), float32."""
+        """coords (B, P, D) in [0, 1] -> encoding (B, P, 2L), float32."""
         with torch.autocast(device_type=coords.device.type, enabled=False):
             centred = coords.float() * 2 - 1
             phase = (2 * math.pi) * centred @ self.frequencies.float().t()
-            return torch.cat((phase.sin(), phase.cos()), dim=-1).transpose(1, 2)
+            return torch.cat((phase.sin(), phase.cos()), dim=-1)

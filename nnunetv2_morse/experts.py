@@ -13,12 +13,12 @@ from torch import nn
 
 
 def point_mlp(in_channels: int, hidden: Sequence[int], out_channels: int) -> nn.Sequential:
-    """1x1 convolutions over points, ReLU between: (B, in, P) -> (B, out, P)."""
+    """Linear layers over points (channels last), ReLU between: (B, P, in) -> (B, P, out)."""
     widths = [in_channels, *hidden]
     layers: List[nn.Module] = []
     for a, b in zip(widths[:-1], widths[1:]):
-        layers += [nn.Conv1d(a, b, 1), nn.ReLU(inplace=True)]
-    layers.append(nn.Conv1d(widths[-1], out_channels, 1))
+        layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+    layers.append(nn.Linear(widths[-1], out_channels))
     return nn.Sequential(*layers)
 
 
@@ -37,7 +37,7 @@ def draw_kept_experts(batch: int, num_experts: int, drop_prob: float, device: to
 
 
 class PointMixtureOfExperts(nn.Module):
-    """Mixture of experts over decoder stages at points: list of N (B, C_i, P) -> x_out (B, C, P).
+    """Mixture of experts over decoder stages at points: list of N (B, P, C_i) -> x_out (B, P, C).
 
     drop_prob > 0 makes it stochastic in training (SMoE); in eval every expert is used. Dropped experts get gate
     weight 0 and zero features in the gate input, and the softmax renormalises over the kept ones.
@@ -53,30 +53,30 @@ class PointMixtureOfExperts(nn.Module):
         self.out_channels = feature_channels
 
     def gate_weights(self, expert_features: torch.Tensor, kept: Optional[torch.Tensor]) -> torch.Tensor:
-        """expert_features (B, N, C, P), kept (B, N) or None -> weights (B, N, P) summing to 1 over N."""
+        """expert_features (B, P, N, C), kept (B, N) or None -> weights (B, P, N) summing to 1 over N."""
         if kept is not None:
-            expert_features = expert_features * kept[:, :, None, None].to(expert_features.dtype)
-        logits = self.gate(expert_features.flatten(1, 2))
+            expert_features = expert_features * kept[:, None, :, None].to(expert_features.dtype)
+        logits = self.gate(expert_features.flatten(2))
         if kept is not None:
-            logits = logits.masked_fill(~kept[:, :, None], float("-inf"))
-        return logits.softmax(dim=1)
+            logits = logits.masked_fill(~kept[:, None, :], float("-inf"))
+        return logits.softmax(dim=-1)
 
     def forward(self, stage_features: Sequence[torch.Tensor]) -> torch.Tensor:
-        expert_features = torch.stack([e(f) for e, f in zip(self.experts, stage_features)], dim=1)
+        expert_features = torch.stack([e(f) for e, f in zip(self.experts, stage_features)], dim=2)
         kept = None
         if self.training and self.drop_prob > 0:
-            kept = draw_kept_experts(expert_features.shape[0], expert_features.shape[1], self.drop_prob,
+            kept = draw_kept_experts(expert_features.shape[0], expert_features.shape[2], self.drop_prob,
                                      expert_features.device)
         weights = self.gate_weights(expert_features, kept)
-        return self.fusion((weights[:, :, None] * expert_features).sum(dim=1))
+        return self.fusion((weights[..., None] * expert_features).sum(dim=2))
 
 
 class PointMultiscaleFeatures(nn.Module):
-    """PointRend's fine-grained features: the stages' point features concatenated, (B, sum C_i, P)."""
+    """PointRend's fine-grained features: the stages' point features concatenated, (B, P, sum C_i)."""
 
     def __init__(self, in_channels: Sequence[int]):
         super().__init__()
         self.out_channels = sum(in_channels)
 
     def forward(self, stage_features: Sequence[torch.Tensor]) -> torch.Tensor:
-        return torch.cat(list(stage_features), dim=1)
+        return torch.cat(list(stage_features), dim=-1)

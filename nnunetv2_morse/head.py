@@ -14,7 +14,7 @@ from .points import sample_at_points
 class PointHead(nn.Module):
     """Point MLP over [psi(p) (IAR only), features(p)], with the coarse logits re-concatenated before every layer.
 
-    forward(features (B, F, P), coarse (B, K, P), coords (B, P, D)) -> point logits (B, K, P).
+    Channels last: forward(features (B, P, F), coarse (B, P, K), coords (B, P, D)) -> point logits (B, P, K).
     """
 
     def __init__(self, feature_channels: int, num_classes: int, hidden: Sequence[int],
@@ -24,17 +24,17 @@ class PointHead(nn.Module):
         width = feature_channels + (positional_encoding.out_channels if positional_encoding is not None else 0)
         self.layers = nn.ModuleList()
         for h in hidden:
-            self.layers.append(nn.Conv1d(width + num_classes, h, 1))
+            self.layers.append(nn.Linear(width + num_classes, h))
             width = h
-        self.predictor = nn.Conv1d(width + num_classes, num_classes, 1)
+        self.predictor = nn.Linear(width + num_classes, num_classes)
 
     def forward(self, features: torch.Tensor, coarse: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         x = features
         if self.positional_encoding is not None:
-            x = torch.cat((self.positional_encoding(coords).to(features.dtype), x), dim=1)
+            x = torch.cat((self.positional_encoding(coords).to(features.dtype), x), dim=-1)
         for layer in self.layers:
-            x = F.relu(layer(torch.cat((x, coarse), dim=1)))
-        return self.predictor(torch.cat((x, coarse), dim=1))
+            x = F.relu(layer(torch.cat((x, coarse), dim=-1)))
+        return self.predictor(torch.cat((x, coarse), dim=-1))
 
 
 def point_labels(target: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:

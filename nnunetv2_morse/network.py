@@ -55,9 +55,14 @@ class PointRenderer(nn.Module):
 
     def forward(self, stage_features: Sequence[torch.Tensor], coarse: torch.Tensor,
                 coords: torch.Tensor) -> torch.Tensor:
-        """Point logits (B, K, P) at coords (B, P, D) from stage features (B, C_i, *S_i) and coarse (B, K, *S)."""
-        point_features = self.seg_layers["point_features"]([sample_at_points(f, coords) for f in stage_features])
-        return self.seg_layers["point_head"](point_features, sample_at_points(coarse, coords), coords)
+        """Point logits (B, K, P) at coords (B, P, D) from stage features (B, C_i, *S_i) and coarse (B, K, *S).
+
+        The point modules work channels last, (B, P, C): linear layers over points.
+        """
+        point_features = self.seg_layers["point_features"](
+            [sample_at_points(f, coords).transpose(1, 2) for f in stage_features])
+        coarse_at_points = sample_at_points(coarse, coords).transpose(1, 2)
+        return self.seg_layers["point_head"](point_features, coarse_at_points, coords).transpose(1, 2)
 
     def refine(self, stage_features: Sequence[torch.Tensor], coarse: torch.Tensor) -> torch.Tensor:
         """coarse (B, K, *S) with its num_test_points most uncertain voxels re-predicted by the head."""

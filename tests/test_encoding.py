@@ -11,13 +11,13 @@ def test_matches_formula(dims):
     enc = FourierPositionalEncoding(dims, num_frequencies=8, std=2.0)
     coords = torch.rand(2, 5, dims)
     out = enc(coords)
-    assert out.shape == (2, 16, 5) and out.dtype == torch.float32
+    assert out.shape == (2, 5, 16) and out.dtype == torch.float32
     p = 2 * coords - 1
     b = enc.frequencies.detach()
     for i in range(8):
         phase = 2 * math.pi * (p * b[i]).sum(-1)
-        torch.testing.assert_close(out[:, i], torch.sin(phase))
-        torch.testing.assert_close(out[:, 8 + i], torch.cos(phase))
+        torch.testing.assert_close(out[..., i], torch.sin(phase))
+        torch.testing.assert_close(out[..., 8 + i], torch.cos(phase))
 
 
 def test_frequencies_are_trainable_gaussian():
@@ -35,4 +35,4 @@ def test_float32_under_autocast_with_large_frequencies():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = enc(torch.rand(1, 100, 3).to(torch.bfloat16))
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
-    torch.testing.assert_close(out[:, :16] ** 2 + out[:, 16:] ** 2, torch.ones(1, 16, 100))
+    torch.testing.assert_close(out[..., :16] ** 2 + out[..., 16:] ** 2, torch.ones(1, 100, 16))

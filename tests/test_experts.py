@@ -10,19 +10,23 @@ def make_moe(drop_prob=0.7, channels=(8, 16, 32)):
 
 
 def stage_features(channels=(8, 16, 32), batch=3, points=7):
-    return [torch.randn(batch, c, points) for c in channels]
+    return [torch.randn(batch, points, c) for c in channels]
 
 
 def test_gate_weights_sum_to_one_and_respect_the_mask():
     moe = make_moe()
-    feats = torch.randn(4, 3, 12, 20)
+    feats = torch.randn(4, 20, 3, 12)
     kept = torch.tensor([[True, True, True], [True, False, False], [False, True, True], [False, False, True]])
     w = moe.gate_weights(feats, kept)
-    assert w.shape == (4, 3, 20)
-    torch.testing.assert_close(w.sum(1), torch.ones(4, 20))
-    assert (w[~kept] == 0).all()
-    assert torch.equal(w[1, 0], torch.ones(20)) and torch.equal(w[3, 2], torch.ones(20))
-    torch.testing.assert_close(moe.gate_weights(feats, None).sum(1), torch.ones(4, 20))
+    assert w.shape == (4, 20, 3)
+    torch.testing.assert_close(w.sum(-1), torch.ones(4, 20))
+    assert (w.transpose(1, 2)[~kept] == 0).all()
+    assert torch.equal(w[1, :, 0], torch.ones(20)) and torch.equal(w[3, :, 2], torch.ones(20))
+    torch.testing.assert_close(moe.gate_weights(feats, None).sum(-1), torch.ones(4, 20))
+    # the gate of a sample does not see its dropped experts' features
+    changed = feats.clone()
+    changed[1, :, 1:] += 100
+    torch.testing.assert_close(moe.gate_weights(changed, kept)[1], w[1])
 
 
 def test_dropped_expert_frequency():
@@ -67,6 +71,6 @@ def test_every_expert_gets_a_gradient_even_when_dropped():
 
 def test_shapes():
     moe = make_moe()
-    assert moe(stage_features()).shape == (3, 12, 7)
+    assert moe(stage_features()).shape == (3, 7, 12)
     ms = PointMultiscaleFeatures((8, 16, 32))
-    assert ms(stage_features()).shape == (3, 56, 7) and ms.out_channels == 56
+    assert ms(stage_features()).shape == (3, 7, 56) and ms.out_channels == 56

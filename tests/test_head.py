@@ -7,18 +7,18 @@ from nnunetv2_morse.points import voxel_centres
 
 def test_head_shapes_and_coarse_reconcatenation():
     head = PointHead(feature_channels=6, num_classes=3, hidden=(16, 16, 16))
-    assert [layer.in_channels for layer in head.layers] == [9, 19, 19] and head.predictor.in_channels == 19
-    out = head(torch.randn(2, 6, 50), torch.randn(2, 3, 50), torch.rand(2, 50, 2))
-    assert out.shape == (2, 3, 50)
+    assert [layer.in_features for layer in head.layers] == [9, 19, 19] and head.predictor.in_features == 19
+    out = head(torch.randn(2, 50, 6), torch.randn(2, 50, 3), torch.rand(2, 50, 2))
+    assert out.shape == (2, 50, 3)
 
 
 def test_iar_head_uses_position():
     torch.manual_seed(0)
     head = PointHead(6, 3, (16,), FourierPositionalEncoding(3, 8, 1.0))
-    assert head.layers[0].in_channels == 6 + 16 + 3
-    feats, coarse = torch.randn(1, 6, 1).expand(1, 6, 4), torch.randn(1, 3, 1).expand(1, 3, 4)
+    assert head.layers[0].in_features == 6 + 16 + 3
+    feats, coarse = torch.randn(1, 1, 6).expand(1, 4, 6), torch.randn(1, 1, 3).expand(1, 4, 3)
     out = head(feats, coarse, torch.rand(1, 4, 3))
-    assert not torch.allclose(out[..., 0], out[..., 1])  # same features, different positions
+    assert not torch.allclose(out[:, 0], out[:, 1])  # same features, different positions
 
 
 def test_point_labels_are_nearest_voxel():
