@@ -1,8 +1,6 @@
 """MorseConfig: every setting of a MORSE variant, with the paper's defaults, validated at construction."""
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -104,9 +102,3 @@ class MorseConfig:
 
     def test_points_for(self, spatial_dims: int) -> int:
         return PAPER_NUM_TEST_POINTS[spatial_dims] if self.num_test_points is None else self.num_test_points
-
-    def replace(self, **changes) -> "MorseConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2)

@@ -27,6 +27,17 @@ class PointHead(nn.Module):
             self.layers.append(nn.Linear(width + num_classes, h))
             width = h
         self.predictor = nn.Linear(width + num_classes, num_classes)
+        self.register_buffer("region_outputs_flag", torch.tensor(False))
+        self.region_outputs = False
+
+    def set_region_outputs(self, enabled: bool) -> None:
+        """Sigmoid region outputs instead of softmax classes; kept in the state dict as a buffer."""
+        self.region_outputs_flag.fill_(enabled)
+        self.region_outputs = enabled
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.region_outputs = bool(self.region_outputs_flag)
 
     def forward(self, features: torch.Tensor, coarse: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         x = features
@@ -43,10 +54,30 @@ def point_labels(target: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
 
 
 def rendering_loss(point_logits: torch.Tensor, coords: torch.Tensor, target: torch.Tensor,
-                   ignore_label: Optional[int] = None) -> torch.Tensor:
-    """L_rend: cross-entropy of point_logits (B, K, P) against the labels at coords; ignore_label is left out."""
-    labels = point_labels(target, coords)
-    ignore_index = -100 if ignore_label is None else ignore_label
-    if ignore_label is not None and not (labels != ignore_label).any():
+                   ignore_label: Optional[int] = None, regions: bool = False) -> torch.Tensor:
+    """L_rend of point_logits (B, K, P) against nnU-Net's full-resolution target at coords (B, P, D).
+
+    Labels, target (B, 1, *S): cross-entropy, points on ignore_label left out. Regions, target (B, R, *S) or, with an
+    ignore label, (B, R + 1, *S) whose last channel is nnU-Net's ignore mask: binary cross-entropy per region,
+    ignored points left out. A batch whose points are all ignored gives 0.
+    """
+    if not regions:
+        labels = point_labels(target, coords)
+        if ignore_label is not None and not (labels != ignore_label).any():
+            return point_logits.sum() * 0.0
+        return F.cross_entropy(point_logits.float(), labels, ignore_index=-100 if ignore_label is None else ignore_label)
+    at_points = sample_at_points(target.float(), coords, mode="nearest")
+    if ignore_label is None:
+        return F.binary_cross_entropy_with_logits(point_logits.float(), at_points)
+    weight = (1 - at_points[:, -1:]).expand_as(point_logits)
+    if weight.sum() == 0:
         return point_logits.sum() * 0.0
-    return F.cross_entropy(point_logits.float(), labels, ignore_index=ignore_index)
+    loss = F.binary_cross_entropy_with_logits(point_logits.float(), at_points[:, :-1], weight=weight, reduction="sum")
+    return loss / weight.sum()
+
+
+def selectable_voxels(target: torch.Tensor, ignore_label: Optional[int], regions: bool) -> Optional[torch.Tensor]:
+    """(B, 1, *S) bool: voxels whose label counts (not ignored), or None without an ignore label."""
+    if ignore_label is None:
+        return None
+    return target[:, -1:] == 0 if regions else target != ignore_label

@@ -53,6 +53,11 @@ class PointRenderer(nn.Module):
         head = PointHead(features.out_channels, num_classes, config.head_hidden, encoding)
         self.seg_layers = nn.ModuleDict({"point_features": features, "point_head": head})
 
+    @property
+    def region_outputs(self) -> bool:
+        """True when the outputs are nnU-Net regions (independent sigmoids) rather than softmax classes."""
+        return self.seg_layers["point_head"].region_outputs
+
     def forward(self, stage_features: Sequence[torch.Tensor], coarse: torch.Tensor,
                 coords: torch.Tensor) -> torch.Tensor:
         """Point logits (B, K, P) at coords (B, P, D) from stage features (B, C_i, *S_i) and coarse (B, K, *S).
@@ -66,7 +71,7 @@ class PointRenderer(nn.Module):
 
     def refine(self, stage_features: Sequence[torch.Tensor], coarse: torch.Tensor) -> torch.Tensor:
         """coarse (B, K, *S) with its num_test_points most uncertain voxels re-predicted by the head."""
-        flat_indices = select_uncertain_voxels(coarse, self.num_test_points)
+        flat_indices = select_uncertain_voxels(coarse, self.num_test_points, self.region_outputs)
         coords = voxel_centres(flat_indices, coarse.shape[2:])
         return write_point_logits(coarse, flat_indices, self(stage_features, coarse, coords))
 
@@ -91,6 +96,11 @@ class MorseNetwork(nn.Module):
         stage_channels = list(self.encoder.output_channels[:self.num_experts])
         self.rendering = PointRenderer(config, stage_channels, num_classes, spatial_dims)
 
+    def use_region_outputs(self, enabled: bool) -> None:
+        """Declare sigmoid region outputs (nnU-Net's region-based training). Stored in the state dict, so a network
+        rebuilt from the plans alone and loaded from a checkpoint knows it too."""
+        self.rendering.seg_layers["point_head"].set_region_outputs(enabled)
+
     def decode(self, skips: Sequence[torch.Tensor]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
         """nnU-Net's UNetDecoder.forward, also returning the last N stages' features (highest resolution first).
 
@@ -108,7 +118,10 @@ class MorseNetwork(nn.Module):
                 seg_outputs.append(decoder.seg_layers[s](x))
         return stage_outputs[::-1][:self.num_experts], seg_outputs[::-1]
 
-    def forward(self, x: torch.Tensor, backbone_gradient_scale: Optional[torch.Tensor] = None):
+    def forward(self, x: torch.Tensor, backbone_gradient_scale: Optional[torch.Tensor] = None,
+                selectable: Optional[torch.Tensor] = None):
+        """x (B, C_in, *S). Training only: backbone_gradient_scale multiplies the gradient L_rend sends into the
+        U-Net; selectable (B, 1, *S) marks voxels that may be chosen as uncertain training points."""
         stage_features, seg_outputs = self.decode(self.encoder(x))
         seg = seg_outputs if self.decoder.deep_supervision else seg_outputs[0]
         coarse = seg_outputs[0]
@@ -116,7 +129,7 @@ class MorseNetwork(nn.Module):
             refined = self.rendering.refine(stage_features, coarse)
             return [refined, *seg_outputs[1:]] if self.decoder.deep_supervision else refined
         coords = sample_training_points(coarse, self.config.num_points, self.config.oversample_ratio,
-                                        self.config.importance_ratio)
+                                        self.config.importance_ratio, self.rendering.region_outputs, selectable)
         if backbone_gradient_scale is not None:
             stage_features = [scale_gradient(f, backbone_gradient_scale) for f in stage_features]
             coarse = scale_gradient(coarse, backbone_gradient_scale)

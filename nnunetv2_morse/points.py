@@ -26,34 +26,45 @@ def sample_at_points(values: torch.Tensor, coords: torch.Tensor, mode: str = "bi
     return out.reshape(batch, values.shape[1], num_points)
 
 
-def uncertainty(logits: torch.Tensor) -> torch.Tensor:
-    """Second-largest minus largest logit over dim 1: (B, K, ...) -> (B, ...). 0 is most uncertain."""
+def uncertainty(logits: torch.Tensor, regions: bool = False) -> torch.Tensor:
+    """Uncertainty over dim 1: (B, K, ...) -> (B, ...); 0 is most uncertain, larger is more uncertain.
+
+    Softmax outputs: second-largest minus largest logit (the paper's). Region outputs (independent sigmoids, nnU-Net's
+    region-based training): -|logit| of the most uncertain region.
+    """
+    if regions:
+        return -logits.abs().amin(dim=1)
     top2 = logits.topk(2, dim=1).values
     return top2[:, 1] - top2[:, 0]
 
 
 def sample_training_points(coarse_logits: torch.Tensor, num_points: int, oversample_ratio: float,
-                           importance_ratio: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                           importance_ratio: float, regions: bool = False, selectable: Optional[torch.Tensor] = None,
+                           generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Training points for coarse_logits (B, K, *S): coords (B, num_points, D).
 
     Draws int(oversample_ratio * num_points) uniform candidates, keeps the int(importance_ratio * num_points) most
-    uncertain of them first, and fills the rest with fresh uniform points.
+    uncertain of them first, and fills the rest with fresh uniform points. Candidates where selectable (B, 1, *S)
+    is False (e.g. ignore-label voxels) are never taken as uncertain ones.
     """
     batch, dims = coarse_logits.shape[0], coarse_logits.ndim - 2
     device = coarse_logits.device
     num_candidates = max(int(oversample_ratio * num_points), num_points)
     num_uncertain = int(importance_ratio * num_points)
     candidates = torch.rand(batch, num_candidates, dims, device=device, generator=generator)
-    scores = uncertainty(sample_at_points(coarse_logits.detach(), candidates))
+    scores = uncertainty(sample_at_points(coarse_logits.detach(), candidates), regions)
+    if selectable is not None:
+        allowed = sample_at_points(selectable.float(), candidates, mode="nearest")[:, 0] > 0.5
+        scores = scores.masked_fill(~allowed, float("-inf"))
     chosen = scores.topk(num_uncertain, dim=1).indices
     uncertain_points = candidates.gather(1, chosen[..., None].expand(-1, -1, dims))
     uniform_points = torch.rand(batch, num_points - num_uncertain, dims, device=device, generator=generator)
     return torch.cat((uncertain_points, uniform_points), dim=1)
 
 
-def select_uncertain_voxels(coarse_logits: torch.Tensor, num_points: int) -> torch.Tensor:
+def select_uncertain_voxels(coarse_logits: torch.Tensor, num_points: int, regions: bool = False) -> torch.Tensor:
     """Flat indices (B, P) of the P = min(num_points, voxels) most uncertain voxels of coarse_logits (B, K, *S)."""
-    scores = uncertainty(coarse_logits).flatten(1)
+    scores = uncertainty(coarse_logits, regions).flatten(1)
     return scores.topk(min(num_points, scores.shape[1]), dim=1).indices
 
 

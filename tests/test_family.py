@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, plan_experiments, preprocess
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.run.run_training import get_trainer_from_args
 
 from nnunetv2_morse.config import MorseConfig, MorseConfigError
-from nnunetv2_morse.synthetic import make_synthetic_dataset
-from nnunetv2_morse.trainers import TRAINER_DIR, family
+from nnunetv2_morse.trainers import family
 from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE
+from workspace import nnunet_environment, prepare_dataset
 
 DATASET_ID = 961
 FAMILY = ["nnUNetTrainerPointRend", "nnUNetTrainerMoE", "nnUNetTrainerSMoE", "nnUNetTrainerIAR",
@@ -24,24 +23,9 @@ VARIANTS = ["nnUNetTrainerMORSE_alpha0p1", "nnUNetTrainerMORSE_1expert", "nnUNet
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("family")
-    env = {"nnUNet_raw": root / "raw", "nnUNet_preprocessed": root / "preprocessed", "nnUNet_results": root / "results"}
-    saved = {k: os.environ.get(k) for k in (*env, "nnUNet_extTrainer", "nnUNet_n_proc_DA")}
-    for key, path in env.items():
-        path.mkdir()
-        os.environ[key] = str(path)
-    os.environ["nnUNet_extTrainer"] = TRAINER_DIR
-    make_synthetic_dataset(str(env["nnUNet_raw"]), DATASET_ID, dim=2, num_training=5, num_test=1, seed=3)
-    extract_fingerprints([DATASET_ID], num_processes=1, check_dataset_integrity=True, verbose=False)
-    plan_experiments([DATASET_ID])
-    preprocess([DATASET_ID], configurations=("2d",), num_processes=(1,), verbose=False)
-    os.environ["nnUNet_n_proc_DA"] = "0"  # single-threaded data augmentation: no worker start-up per trainer
-    yield root
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with nnunet_environment(tmp_path_factory.mktemp("family")) as root:
+        prepare_dataset(root, DATASET_ID, dim=2, num_training=5, num_test=1, seed=3)
+        yield root
 
 
 def make_trainer(name, workspace):

@@ -1,9 +1,11 @@
 """nnUNetTrainerMORSE: nnU-Net's trainer with MORSE's point rendering wired into its hooks."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from typing import ClassVar
+import random
+from typing import ClassVar, Optional
 
 import numpy as np
 import torch
@@ -13,11 +15,29 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import dummy_context
 
 from nnunetv2_morse.config import MorseConfig
-from nnunetv2_morse.head import rendering_loss
+from nnunetv2_morse.head import rendering_loss, selectable_voxels
 from nnunetv2_morse.network import MorseNetwork
 from nnunetv2_morse.schedule import awa_weight
 
 MORSE_LOG_KEYS = ("rend_losses", "awa_weights")
+
+
+class MorseCheckpointError(RuntimeError):
+    """A checkpoint that this trainer cannot continue from."""
+
+
+def capture_rng_state() -> dict:
+    """The global random states that nnU-Net's single-process data augmentation and MORSE's point sampling use."""
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def restore_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class nnUNetTrainerMORSE(nnUNetTrainer):
@@ -28,11 +48,6 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        if self.label_manager.has_regions:
-            raise RuntimeError(
-                f"{self.__class__.__name__} does not support region-based training (regions_class_order in "
-                "dataset.json): MORSE's uncertainty and point loss assume softmax outputs. Train with plain labels "
-                "or use nnUNetTrainer.")
         num_decoder_stages = len(self.configuration_manager.pool_op_kernel_sizes) - 1
         spatial_dims = len(self.configuration_manager.patch_size)
         self.morse_config.experts_for(spatial_dims, num_decoder_stages)
@@ -40,6 +55,7 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
             self.logger.local_logger.my_fantastic_logging.setdefault(key, [])
         self._iteration_in_epoch = 0
         self._epoch_rend_losses = []
+        self._rng_state_to_restore: Optional[dict] = None
 
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
@@ -47,6 +63,11 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
         unet = nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
                                                         num_output_channels, enable_deep_supervision)
         return MorseNetwork(unet, cls.morse_config, num_output_channels)
+
+    def initialize(self):
+        super().initialize()
+        network = self.network.module if self.is_ddp else self.network
+        getattr(network, "_orig_mod", network).use_region_outputs(self.label_manager.has_regions)
 
     @property
     def global_iteration(self) -> int:
@@ -60,13 +81,47 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
         super().on_train_start()
         if self.local_rank == 0:
             with open(os.path.join(self.output_folder, "morse_config.json"), "w") as f:
-                json.dump({"trainer": self.__class__.__name__, "morse_config": json.loads(self.morse_config.to_json())},
+                json.dump({"trainer": self.__class__.__name__, "morse_config": dataclasses.asdict(self.morse_config)},
                           f, indent=2)
+        if self._rng_state_to_restore is not None:
+            restore_rng_state(self._rng_state_to_restore)
+            self._rng_state_to_restore = None
+
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint plus the MORSE configuration and the random states (for an exact resume)."""
+        super().save_checkpoint(filename)
+        if self.local_rank == 0 and not self.disable_checkpointing:
+            checkpoint = torch.load(filename, map_location="cpu", weights_only=False)
+            checkpoint["morse"] = {"config": dataclasses.asdict(self.morse_config), "rng_state": capture_rng_state()}
+            torch.save(checkpoint, filename)
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        """Refuses, in one line, a checkpoint that is unreadable or from another trainer; restores MORSE's state."""
+        if not isinstance(filename_or_checkpoint, str):
+            raise MorseCheckpointError("pass the checkpoint's file name: nnU-Net 2.8 cannot load a checkpoint dict")
+        try:
+            checkpoint = torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False)
+        except Exception as error:
+            raise MorseCheckpointError(
+                f"cannot read checkpoint {filename_or_checkpoint} ({type(error).__name__}: {error}); it is probably "
+                "truncated or corrupted: delete it to resume from another checkpoint, or start again without --c"
+            ) from None
+        trainer_name = checkpoint.get("trainer_name") if isinstance(checkpoint, dict) else None
+        if trainer_name != self.__class__.__name__:
+            raise MorseCheckpointError(
+                f"checkpoint {filename_or_checkpoint} was written by {trainer_name}, not {self.__class__.__name__}: "
+                f"continue it with -tr {trainer_name}, or use -pretrained_weights to start {self.__class__.__name__} "
+                "from its U-Net")
+        super().load_checkpoint(filename_or_checkpoint)
+        morse_state = checkpoint.get("morse")
+        if morse_state is not None and not self.is_ddp:
+            self._rng_state_to_restore = morse_state["rng_state"]
 
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
         self._iteration_in_epoch = 0
         self._epoch_rend_losses = []
+        self._rng_state_to_restore: Optional[dict] = None
 
     def train_step(self, batch: dict) -> dict:
         data = batch["data"].to(self.device, non_blocking=True)
@@ -78,12 +133,15 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
         decoupled = self.morse_config.head_training == "decoupled"
         backbone_scale = torch.tensor(lambda_t, device=self.device) if decoupled else None
 
+        regions = self.label_manager.has_regions
+        ignore = self.label_manager.ignore_label if self.label_manager.has_ignore_label else None
+        selectable = selectable_voxels(full_res_target, ignore, regions)
+
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
-            output = self.network(data, backbone_scale)
+            output = self.network(data, backbone_scale, selectable)
             sup_loss = self.loss(output.seg, target)
-            ignore = self.label_manager.ignore_label if self.label_manager.has_ignore_label else None
-            rend_loss = rendering_loss(output.point_logits, output.point_coords, full_res_target, ignore)
+            rend_loss = rendering_loss(output.point_logits, output.point_coords, full_res_target, ignore, regions)
             loss = sup_loss + (rend_loss if decoupled else lambda_t * rend_loss)
 
         if self.grad_scaler is not None:

@@ -1,0 +1,240 @@
+"""Step time, peak memory and inference time of MORSE trainers against nnUNetTrainer, in one run.
+
+    python -m nnunetv2_morse.benchmark --preset 3d_fullres --device cuda
+    python -m nnunetv2_morse.benchmark --preset 2d --device cpu --patch-size 128 128 --batch-size 2
+
+Plans come from nnU-Net's own experiment planner run on a synthetic dataset fingerprint of realistic size (a CT-like
+abdominal set: 30 cases of 512 x 512 x ~150 voxels at 0.8 x 0.8 x 2.5 mm, 4 organs), so no images are needed. Each
+trainer is measured in a fresh subprocess (peak memory is per process), through the trainer's own train_step
+(forward, losses, backward, optimizer step; nnU-Net's fp16 autocast and grad scaler on CUDA) and nnU-Net's
+sliding-window predictor. Prints a Markdown table and writes it with the raw numbers as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+
+PRESETS = {
+    "2d": {"configuration": "2d", "planner": "ExperimentPlanner", "plans_name": "nnUNetPlans"},
+    "3d_fullres": {"configuration": "3d_fullres", "planner": "ExperimentPlanner", "plans_name": "nnUNetPlans",
+                   "patch_size": [128, 128, 128], "batch_size": 2},
+    "resenc": {"configuration": "3d_fullres", "planner": "nnUNetPlannerResEncM", "plans_name": "nnUNetResEncUNetMPlans",
+               "patch_size": [128, 128, 128], "batch_size": 2},
+}
+DEFAULT_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerPointRend", "nnUNetTrainerMoE", "nnUNetTrainerSMoE",
+                    "nnUNetTrainerIAR", "nnUNetTrainerIARMoE", "nnUNetTrainerMORSE")
+DATASET_ID = 990
+DATASET_NAME = f"Dataset{DATASET_ID}_BenchmarkCT"
+NUM_CLASSES = 5
+
+
+def write_synthetic_fingerprint(raw_dir: str, preprocessed_dir: str, num_cases: int = 30, seed: int = 0) -> None:
+    """dataset.json and dataset_fingerprint.json of a CT-like dataset; planning needs nothing else."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(os.path.join(raw_dir, DATASET_NAME), exist_ok=True)
+    os.makedirs(os.path.join(preprocessed_dir, DATASET_NAME), exist_ok=True)
+    cases = {f"case_{i:03d}": {"images": [f"imagesTr/case_{i:03d}_0000.nii.gz"], "label": f"labelsTr/case_{i:03d}.nii.gz"}
+             for i in range(num_cases)}
+    dataset_json = {
+        "channel_names": {"0": "CT"}, "labels": {"background": 0, **{f"organ{i}": i for i in range(1, NUM_CLASSES)}},
+        "numTraining": num_cases, "file_ending": ".nii.gz", "overwrite_image_reader_writer": "SimpleITKIO",
+        "dataset": cases,
+    }
+    spacings = [[float(rng.choice([2.5, 3.0])), float(rng.uniform(0.7, 0.9))] for _ in range(num_cases)]
+    fingerprint = {
+        "spacings": [[z, xy, xy] for z, xy in spacings],
+        "shapes_after_crop": [[int(rng.integers(120, 200)), 512, 512] for _ in range(num_cases)],
+        "foreground_intensity_properties_per_channel": {"0": {
+            "max": 1500.0, "mean": 80.0, "median": 70.0, "min": -1000.0, "percentile_00_5": -150.0,
+            "percentile_99_5": 300.0, "std": 70.0}},
+        "median_relative_size_after_cropping": 1.0,
+    }
+    with open(os.path.join(raw_dir, DATASET_NAME, "dataset.json"), "w") as f:
+        json.dump(dataset_json, f)
+    with open(os.path.join(preprocessed_dir, DATASET_NAME, "dataset_fingerprint.json"), "w") as f:
+        json.dump(fingerprint, f)
+
+
+def make_plans(preset: str, workdir: str) -> str:
+    """Runs nnU-Net's planner for the preset on the synthetic fingerprint; returns the plans file."""
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import plan_experiment_dataset
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+    import nnunetv2
+
+    raw, preprocessed = os.path.join(workdir, "raw"), os.path.join(workdir, "preprocessed")
+    os.environ.update(nnUNet_raw=raw, nnUNet_preprocessed=preprocessed, nnUNet_results=os.path.join(workdir, "results"))
+    write_synthetic_fingerprint(raw, preprocessed)
+    planner = recursive_find_python_class(os.path.join(nnunetv2.__path__[0], "experiment_planning"),
+                                          PRESETS[preset]["planner"], "nnunetv2.experiment_planning")
+    plan_experiment_dataset(DATASET_ID, planner)
+    return os.path.join(preprocessed, DATASET_NAME, PRESETS[preset]["plans_name"] + ".json")
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_trainer(trainer_name: str, plans_file: str, configuration: str, device: torch.device,
+                    patch_size: Optional[Sequence[int]], batch_size: Optional[int], steps: int, warmup: int,
+                    case_scale: float, mirroring: bool) -> dict:
+    """Times train_step and sliding-window inference of one trainer (run in its own process)."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    with open(plans_file) as f:
+        plans = json.load(f)
+    cfg = plans["configurations"][configuration]
+    if patch_size:
+        cfg["patch_size"] = list(patch_size)
+    if batch_size:
+        cfg["batch_size"] = batch_size
+    plans["continue_training"] = False
+    with open(os.path.join(os.environ["nnUNet_raw"], DATASET_NAME, "dataset.json")) as f:
+        dataset_json = json.load(f)
+    trainer = recursive_find_trainer_class_by_name(trainer_name)(plans, configuration, 0, dataset_json, device)
+    trainer.num_input_channels = 1
+    trainer.network = trainer.build_network_architecture(
+        trainer.plans_manager, trainer.configuration_manager, 1, NUM_CLASSES, True).to(device)
+    if trainer._do_i_compile():
+        trainer.network = torch.compile(trainer.network)
+    trainer.optimizer, trainer.lr_scheduler = trainer.configure_optimizers()
+    trainer.loss = trainer._build_loss()
+    trainer.was_initialized = True
+    trainer.network.train()
+
+    patch = trainer.configuration_manager.patch_size
+    batch = trainer.configuration_manager.batch_size
+    generator = torch.Generator().manual_seed(0)
+    data = torch.randn(batch, 1, *patch, generator=generator)
+    label = torch.randint(0, NUM_CLASSES, (batch, 1, *patch), generator=generator).float()
+    targets = [torch.nn.functional.interpolate(label, size=[round(p * s) for p, s in zip(patch, scale)], mode="nearest")
+               for scale in trainer._get_deep_supervision_scales()]
+    sample = {"data": data, "target": targets}
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        trainer.train_step(sample)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(sample)
+    sync()
+    step_time = (time.perf_counter() - start) / steps
+    train_memory = peak_memory_mb(device)
+
+    trainer.set_deep_supervision_enabled(False)
+    trainer.network.eval()
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=mirroring,
+                                perform_everything_on_device=device.type == "cuda", device=device, allow_tqdm=False)
+    axes = tuple(range(len(patch)))
+    predictor.manual_initialization(trainer.network, trainer.plans_manager, trainer.configuration_manager, None,
+                                    dataset_json, trainer_name, axes if mirroring else None)
+    case_shape = [int(round(p * case_scale)) for p in patch]
+    case = torch.randn(1, *([2] if len(patch) == 2 else []), *case_shape, generator=generator)  # 2D: two slices
+    with torch.no_grad():
+        predictor.predict_sliding_window_return_logits(case)  # warm-up
+        sync()
+        start = time.perf_counter()
+        predictor.predict_sliding_window_return_logits(case)
+        sync()
+    return {"trainer": trainer_name, "patch_size": list(patch), "batch_size": batch, "step_s": step_time,
+            "peak_memory_mb": train_memory, "inference_s": time.perf_counter() - start,
+            "case_shape": list(case.shape[1:])}
+
+
+def format_table(rows: List[dict], baseline: str) -> str:
+    base = next(r for r in rows if r["trainer"] == baseline)
+    lines = ["| trainer | step (s) | step ratio | peak memory (MiB) | memory ratio | inference (s/case) | inference ratio |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['trainer']} | {r['step_s']:.3f} | {r['step_s'] / base['step_s']:.3f} | "
+                     f"{r['peak_memory_mb']:.0f} | {r['peak_memory_mb'] / base['peak_memory_mb']:.3f} | "
+                     f"{r['inference_s']:.3f} | {r['inference_s'] / base['inference_s']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="2d")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--trainers", nargs="+", default=list(DEFAULT_TRAINERS),
+                        help="the first is the baseline of the ratios")
+    parser.add_argument("--patch-size", type=int, nargs="+", help="override the plan's patch size")
+    parser.add_argument("--batch-size", type=int, help="override the plan's batch size")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--case-scale", type=float, default=1.5,
+                        help="inference case edge length in patch lengths (1.5 -> 2 tiles per axis)")
+    parser.add_argument("--no-mirroring", action="store_true")
+    parser.add_argument("--out", default="benchmark_results", help="folder for the .md and .json files")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--plans-file", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    configuration = PRESETS[args.preset]["configuration"]
+    patch_size = args.patch_size or (PRESETS[args.preset].get("patch_size") if args.device == "cuda" else None)
+    batch_size = args.batch_size or (PRESETS[args.preset].get("batch_size") if args.device == "cuda" else None)
+
+    if args.worker:
+        result = measure_trainer(args.worker, args.plans_file, configuration, device, patch_size, batch_size,
+                                 args.steps, args.warmup, args.case_scale, not args.no_mirroring)
+        print("RESULT " + json.dumps(result))
+        return
+
+    from nnunetv2_morse.trainers import TRAINER_DIR
+    workdir = tempfile.mkdtemp(prefix="morse_benchmark_")
+    plans_file = make_plans(args.preset, workdir)
+    env = dict(os.environ, nnUNet_extTrainer=os.pathsep.join(filter(None, [TRAINER_DIR, os.environ.get("nnUNet_extTrainer")])))
+    rows = []
+    for name in args.trainers:
+        command = [sys.executable, "-m", "nnunetv2_morse.benchmark", "--worker", name, "--plans-file", plans_file,
+                   "--preset", args.preset, "--device", args.device, "--steps", str(args.steps),
+                   "--warmup", str(args.warmup), "--case-scale", str(args.case_scale)]
+        command += ["--patch-size", *map(str, args.patch_size)] if args.patch_size else []
+        command += ["--batch-size", str(args.batch_size)] if args.batch_size else []
+        command += ["--no-mirroring"] if args.no_mirroring else []
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if done.returncode != 0 or not result:
+            sys.exit(f"benchmark of {name} failed:\n{done.stderr[-3000:]}")
+        rows.append(json.loads(result[0][len("RESULT "):]))
+        print(f"{name}: step {rows[-1]['step_s']:.3f} s, peak {rows[-1]['peak_memory_mb']:.0f} MiB, "
+              f"inference {rows[-1]['inference_s']:.3f} s", flush=True)
+
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    header = (f"{args.preset} ({configuration}, patch {rows[0]['patch_size']}, batch {rows[0]['batch_size']}, "
+              f"inference case {rows[0]['case_shape']}, mirroring {'off' if args.no_mirroring else 'on'}) on "
+              f"{device_name}, torch {torch.__version__}, {datetime.date.today().isoformat()}; "
+              f"memory: {'torch.cuda.max_memory_allocated' if device.type == 'cuda' else 'peak process RSS'}")
+    table = format_table(rows, args.trainers[0])
+    print("\n" + header + "\n\n" + table)
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, f"benchmark_{args.preset}_{args.device}")
+    with open(stem + ".md", "w") as f:
+        f.write(header + "\n\n" + table + "\n")
+    with open(stem + ".json", "w") as f:
+        json.dump({"header": header, "command": sys.argv, "rows": rows}, f, indent=2)
+    print(f"\nwritten: {stem}.md, {stem}.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""An nnU-Net work area for in-process tests: environment variables, a planned and preprocessed synthetic dataset."""
+import contextlib
+import os
+
+from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, plan_experiments, preprocess
+
+from nnunetv2_morse.synthetic import make_synthetic_dataset
+from nnunetv2_morse.trainers import TRAINER_DIR
+
+
+@contextlib.contextmanager
+def nnunet_environment(root, ext_trainer_dirs=()):
+    """Points nnU-Net's path variables at root/{raw,preprocessed,results}; data augmentation single-threaded."""
+    env = {"nnUNet_raw": str(root / "raw"), "nnUNet_preprocessed": str(root / "preprocessed"),
+           "nnUNet_results": str(root / "results"),
+           "nnUNet_extTrainer": os.pathsep.join([*map(str, ext_trainer_dirs), TRAINER_DIR])}
+    saved = {k: os.environ.get(k) for k in (*env, "nnUNet_n_proc_DA")}
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        os.makedirs(env[key], exist_ok=True)
+    os.environ.update(env)
+    try:
+        yield root
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def prepare_dataset(root, dataset_id, configuration="2d", **synthetic_kwargs):
+    """Makes, plans and preprocesses a synthetic dataset inside an active nnunet_environment(root)."""
+    make_synthetic_dataset(str(root / "raw"), dataset_id, **synthetic_kwargs)
+    os.environ.pop("nnUNet_n_proc_DA", None)
+    extract_fingerprints([dataset_id], num_processes=1, check_dataset_integrity=True, verbose=False)
+    plan_experiments([dataset_id])
+    preprocess([dataset_id], configurations=(configuration,), num_processes=(1,), verbose=False)
+    os.environ["nnUNet_n_proc_DA"] = "0"  # single-threaded data augmentation: deterministic, no worker start-up
