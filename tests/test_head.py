@@ -40,3 +40,21 @@ def test_rendering_loss_ignores_ignore_label_and_is_finite_on_background():
     only_ignored.backward()
     background = rendering_loss(logits, coords, torch.zeros(1, 1, 2, 2, dtype=torch.long))
     assert torch.isfinite(background)
+
+
+def test_region_loss_is_binary_cross_entropy_and_respects_the_ignore_channel():
+    from nnunetv2_morse.head import selectable_voxels
+    logits = torch.randn(1, 2, 4)
+    coords = voxel_centres(torch.tensor([[0, 1, 2, 3]]), (2, 2))
+    regions = torch.tensor([[[[1, 0], [1, 1]], [[0, 0], [1, 0]]]], dtype=torch.float)  # (1, R=2, 2, 2)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, regions.flatten(2))
+    torch.testing.assert_close(rendering_loss(logits, coords, regions, regions=True), expected)
+    ignore_channel = torch.tensor([[[[0, 1], [1, 0]]]], dtype=torch.float)
+    with_ignore = torch.cat((regions, ignore_channel), 1)
+    kept = torch.tensor([0, 3])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[..., kept], regions.flatten(2)[..., kept])
+    torch.testing.assert_close(rendering_loss(logits, coords, with_ignore, ignore_label=9, regions=True), expected)
+    assert torch.equal(selectable_voxels(with_ignore, 9, regions=True), ignore_channel == 0)
+    labels = torch.tensor([[[[0, 9], [1, 2]]]])
+    assert torch.equal(selectable_voxels(labels, 9, regions=False), labels != 9)
+    assert selectable_voxels(labels, None, regions=False) is None

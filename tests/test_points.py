@@ -89,3 +89,20 @@ def test_training_points_take_the_most_uncertain_candidates(dims):
     # the remaining points are uniform: their mean distance to the centre plane is ~0.25
     rest = (coords[:, num_uncertain:, 0] - 0.5).abs().mean()
     assert abs(rest.item() - 0.25) < 0.03
+
+
+def test_region_uncertainty_is_the_least_confident_region():
+    logits = torch.tensor([[4.0, -0.5], [-3.0, 2.0], [0.1, 9.0]]).t()[None]  # (1, R=2, P=3)
+    torch.testing.assert_close(uncertainty(logits, regions=True), torch.tensor([[-0.5, -2.0, -0.1]]))
+    single_region = torch.tensor([[[1.0, -0.2, 3.0]]])
+    assert select_uncertain_voxels(single_region.view(1, 1, 3, 1), 1, regions=True).item() == 1
+
+
+def test_training_points_avoid_unselectable_voxels():
+    torch.manual_seed(0)
+    logits = torch.zeros(2, 3, 16, 16)  # everything equally uncertain
+    selectable = torch.zeros(2, 1, 16, 16, dtype=torch.bool)
+    selectable[..., 8:] = True  # only the right half is labelled
+    coords = sample_training_points(logits, 200, 3.0, 0.75, selectable=selectable)
+    assert (coords[:, :150, 1] >= 0.5).all()
+    assert (coords[:, 150:, 1] < 0.5).any()  # the uniform share still covers the whole patch
