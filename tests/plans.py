@@ -1,5 +1,8 @@
-"""Hand-made nnU-Net plans for network tests: the structure nnU-Net's planners write, no dataset needed."""
+"""Hand-made nnU-Net plans and small MORSE networks for tests: the structure nnU-Net's planners write, no dataset."""
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+from nnunetv2_morse.config import MorseConfig
+from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE
 
 UNETS = {
     "PlainConvUNet": ("dynamic_network_architectures.architectures.unet.PlainConvUNet", "n_conv_per_stage"),
@@ -50,3 +53,16 @@ def make_plans(dim: int, n_stages: int = 4, network: str = "PlainConvUNet", base
         "configurations": {"cfg": configuration}, "experiment_planner_used": "hand-made",
         "label_manager": "LabelManager", "foreground_intensity_properties_per_channel": {},
     })
+
+
+SMALL = MorseConfig(feature_channels=16, expert_hidden=(16, 16), gate_hidden=(16,), fusion_hidden=(16,),
+                    head_hidden=(16, 16), num_frequencies=8, num_points=64, num_test_points=50)
+
+
+class SmallMORSE(nnUNetTrainerMORSE):
+    morse_config = SMALL
+
+
+def build(trainer, dim, deep_supervision, network="PlainConvUNet", n_stages=4, classes=3):
+    pm = make_plans(dim, n_stages=n_stages, network=network)
+    return trainer.build_network_architecture(pm, pm.get_configuration("cfg"), 1, classes, deep_supervision)

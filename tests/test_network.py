@@ -1,3 +1,4 @@
+"""MorseNetwork against the stock nnU-Net U-Net: same coarse outputs, refined only where the head re-predicts."""
 import pytest
 import torch
 
@@ -8,19 +9,7 @@ from nnunetv2_morse.config import MorseConfig
 from nnunetv2_morse.network import MorseNetwork, MorseTrainingOutput
 from nnunetv2_morse.points import select_uncertain_voxels
 from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE
-from plans import make_plans
-
-SMALL = MorseConfig(feature_channels=16, expert_hidden=(16, 16), gate_hidden=(16,), fusion_hidden=(16,),
-                    head_hidden=(16, 16), num_frequencies=8, num_points=64, num_test_points=50)
-
-
-class SmallMORSE(nnUNetTrainerMORSE):
-    morse_config = SMALL
-
-
-def build(trainer, dim, deep_supervision, network="PlainConvUNet", n_stages=4, classes=3):
-    pm = make_plans(dim, n_stages=n_stages, network=network)
-    return trainer.build_network_architecture(pm, pm.get_configuration("cfg"), 1, classes, deep_supervision)
+from plans import SMALL, SmallMORSE, build
 
 
 def stock_and_morse(dim, deep_supervision, network="PlainConvUNet", n_stages=4):
