@@ -1,0 +1,194 @@
+"""Deterministic synthetic nnU-Net v2 raw datasets (2D and 3D) for tests and the demo.
+
+Every case is a noisy single-channel image holding a few smooth ellipses (2D) or ellipsoids (3D), one or more per
+foreground class. Object edges are blurred (partial volume), so there are real boundaries to learn. The label of a
+voxel is the class of the topmost object covering at least half of it, 0 (background) elsewhere.
+
+Conventions: ``shape`` and ``spacing`` are given in numpy array axis order, i.e. (y, x) in 2D and (z, y, x) in 3D,
+the order nnU-Net uses internally. SimpleITK stores the reversed order, so a 3D default spacing of (1.5, 1.0, 1.0)
+appears as ``GetSpacing() == (1.0, 1.0, 1.5)``. 2D cases are written as plain 2D NIfTI images (SimpleITK size
+(W, H)), which nnU-Net's SimpleITKIO reads as shape (1, 1, H, W) with a dummy out-of-plane spacing.
+"""
+
+import json
+import os
+import re
+import shutil
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+__all__ = ["make_synthetic_dataset", "generate_case", "DEFAULT_SHAPES", "DEFAULT_SPACINGS"]
+
+DEFAULT_SHAPES = {2: (64, 64), 3: (32, 32, 32)}
+DEFAULT_SPACINGS = {2: (1.0, 1.0), 3: (1.5, 1.0, 1.0)}
+
+FILE_ENDING = ".nii.gz"
+_SPLIT_CODES = {"train": 0, "test": 1}
+
+
+def _case_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """Independent random stream for one case, fixed by (seed, split, index)."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), _SPLIT_CODES[split], int(index)]))
+
+
+def _random_rotation(rng: np.random.Generator, dim: int) -> np.ndarray:
+    """Random proper rotation matrix of shape (dim, dim)."""
+    q, r = np.linalg.qr(rng.normal(size=(dim, dim)))
+    q = q * np.sign(np.diag(r))[None, :]
+    if np.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+def _object_occupancy(coords: np.ndarray, center: np.ndarray, semi_axes: np.ndarray, rotation: np.ndarray,
+                      edge_width: float) -> np.ndarray:
+    """Soft occupancy in [0, 1] of one ellipse/ellipsoid.
+
+    coords: physical coordinates, shape (dim, *shape). Returns an array of shape ``shape``; 0.5 on the surface,
+    rising to 1 inside over roughly ``edge_width`` physical units.
+    """
+    dim = coords.shape[0]
+    rel = coords - center.reshape((dim,) + (1,) * dim)
+    local = np.tensordot(rotation.T, rel, axes=1)  # coordinates in the object's own frame
+    radius = np.sqrt(sum((local[i] / semi_axes[i]) ** 2 for i in range(dim)))
+    # signed distance approximation (positive inside), scaled by the mean semi-axis
+    signed = (1.0 - radius) * float(np.mean(semi_axes))
+    return 1.0 / (1.0 + np.exp(-signed / (edge_width / 4.0)))
+
+
+def generate_case(shape: Sequence[int], spacing: Sequence[float], num_foreground_classes: int,
+                  rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+    """One synthetic case.
+
+    shape, spacing: numpy axis order, length 2 or 3. Returns ``(image, label)``: image float32 of shape ``shape``,
+    label uint8 of shape ``shape`` with values in {0, ..., num_foreground_classes}.
+    """
+    shape = tuple(int(s) for s in shape)
+    spacing = np.asarray(spacing, dtype=np.float64)
+    dim = len(shape)
+    if len(spacing) != dim:
+        raise ValueError(f"spacing {tuple(spacing)} does not match shape {shape}")
+    extent = np.asarray(shape, dtype=np.float64) * spacing  # physical size per axis
+    coords = np.stack(np.meshgrid(*[(np.arange(n) + 0.5) * s for n, s in zip(shape, spacing)], indexing="ij"))
+
+    # intensities: background 0, classes evenly spaced, jittered per case
+    class_intensity = np.arange(num_foreground_classes + 1, dtype=np.float64) * 1.0
+    class_intensity[1:] += rng.uniform(-0.15, 0.15, size=num_foreground_classes)
+
+    # every foreground class appears at least once; up to two extra objects of random classes
+    classes = list(range(1, num_foreground_classes + 1)) + list(
+        rng.integers(1, num_foreground_classes + 1, size=int(rng.integers(0, 3))))
+    rng.shuffle(classes)
+    min_extent = float(extent.min())
+    objects = []
+    for c in classes:
+        semi_axes = rng.uniform(0.10, 0.22, size=dim) * min_extent if dim == 2 else rng.uniform(0.12, 0.25, size=dim) * min_extent
+        margin = semi_axes.max() + 1.0 * spacing.max()
+        center = np.array([rng.uniform(min(margin, e / 2), max(e - margin, e / 2)) for e in extent])
+        objects.append((int(c), center, semi_axes, _random_rotation(rng, dim)))
+    # larger objects first so that smaller ones stay visible on top
+    objects.sort(key=lambda o: -float(np.prod(o[2])))
+
+    edge_width = 1.5 * float(spacing.max())
+    image = np.full(shape, class_intensity[0], dtype=np.float64)
+    label = np.zeros(shape, dtype=np.uint8)
+    for c, center, semi_axes, rotation in objects:
+        occ = _object_occupancy(coords, center, semi_axes, rotation, edge_width)
+        image = image * (1.0 - occ) + class_intensity[c] * occ  # partial-volume blending
+        label[occ >= 0.5] = c
+
+    # smooth low-frequency bias plus white noise
+    normed = coords / extent.reshape((dim,) + (1,) * dim) - 0.5
+    bias = 1.0 + np.tensordot(rng.uniform(-0.15, 0.15, size=dim), normed, axes=1)
+    image = image * bias + rng.normal(0.0, 0.25, size=shape) + rng.uniform(-0.2, 0.2)
+    return image.astype(np.float32), label
+
+
+def _to_sitk(array: np.ndarray, spacing: Sequence[float], origin: Sequence[float]) -> sitk.Image:
+    """numpy array (numpy axis order) -> SimpleITK image with reversed spacing/origin and identity direction."""
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing(tuple(float(s) for s in spacing[::-1]))
+    img.SetOrigin(tuple(float(o) for o in origin[::-1]))
+    img.SetDirection(tuple(np.eye(array.ndim).ravel().tolist()))
+    return img
+
+
+def _case_origin(rng: np.random.Generator, dim: int) -> np.ndarray:
+    """Per-case origin (numpy axis order), non-zero so geometry handling is exercised."""
+    return np.round(rng.uniform(-50.0, 50.0, size=dim), 2)
+
+
+def make_synthetic_dataset(raw_dir: str, dataset_id: int, name: str = "MorseSynthetic", dim: int = 2,
+                           num_training: int = 8, num_test: int = 2, shape: Optional[tuple] = None,
+                           num_foreground_classes: int = 2, spacing: Optional[tuple] = None, seed: int = 0) -> str:
+    """Write ``<raw_dir>/Dataset<ID>_<name>`` in nnU-Net v2 raw format and return that folder.
+
+    Contents: ``imagesTr/case_XXXX_0000.nii.gz`` and ``labelsTr/case_XXXX.nii.gz`` for ``num_training`` cases,
+    ``imagesTs/case_XXXX_0000.nii.gz`` for ``num_test`` further cases (numbered after the training ones) and
+    ``dataset.json``. ``shape``/``spacing`` are in numpy axis order; defaults: 2D (64, 64) at (1.0, 1.0),
+    3D (32, 32, 32) at (1.5, 1.0, 1.0) (z, y, x). The same ``seed`` always gives identical files' content.
+    An existing folder of the same name is replaced.
+    """
+    if dim not in (2, 3):
+        raise ValueError(f"dim must be 2 or 3, got {dim}")
+    if not 1 <= int(dataset_id) <= 999:
+        raise ValueError(f"dataset_id must be in 1..999, got {dataset_id}")
+    if num_foreground_classes < 1 or num_foreground_classes > 250:
+        raise ValueError("num_foreground_classes must be in 1..250")
+    if num_training < 1 or num_test < 0:
+        raise ValueError("need num_training >= 1 and num_test >= 0")
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+        raise ValueError(f"dataset name {name!r} may only contain letters, digits, '_' and '-'")
+    shape = tuple(int(s) for s in (DEFAULT_SHAPES[dim] if shape is None else shape))
+    spacing = tuple(float(s) for s in (DEFAULT_SPACINGS[dim] if spacing is None else spacing))
+    if len(shape) != dim or len(spacing) != dim:
+        raise ValueError(f"shape {shape} and spacing {spacing} must both have {dim} entries")
+
+    os.makedirs(raw_dir, exist_ok=True)
+    folder_name = f"Dataset{int(dataset_id):03d}_{name}"
+    prefix = f"Dataset{int(dataset_id):03d}_"
+    clashes = [d for d in os.listdir(raw_dir)
+               if d.startswith(prefix) and d != folder_name and os.path.isdir(os.path.join(raw_dir, d))]
+    if clashes:
+        raise RuntimeError(f"{raw_dir} already holds {clashes[0]} with the same dataset id {dataset_id}; nnU-Net "
+                           f"could not tell the datasets apart. Remove it or use another id.")
+    folder = os.path.join(os.path.abspath(raw_dir), folder_name)
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    for sub in ("imagesTr", "labelsTr", "imagesTs"):
+        os.makedirs(os.path.join(folder, sub))
+
+    def write(split: str, index: int, with_label: bool):
+        rng = _case_rng(seed, split, index)
+        origin = _case_origin(rng, dim)
+        image, label = generate_case(shape, spacing, num_foreground_classes, rng)
+        case = f"case_{index:04d}"
+        img_dir = "imagesTr" if split == "train" else "imagesTs"
+        sitk.WriteImage(_to_sitk(image, spacing, origin), os.path.join(folder, img_dir, f"{case}_0000{FILE_ENDING}"),
+                        True)
+        if with_label:
+            sitk.WriteImage(_to_sitk(label, spacing, origin), os.path.join(folder, "labelsTr", case + FILE_ENDING),
+                            True)
+
+    for i in range(num_training):
+        write("train", i, True)
+    for j in range(num_test):
+        write("test", num_training + j, False)
+
+    labels: Dict[str, int] = {"background": 0}
+    for c in range(1, num_foreground_classes + 1):
+        labels[f"class_{c}"] = c
+    dataset_json = {
+        "name": name,
+        "description": f"Synthetic {dim}D ellipse/ellipsoid dataset for MORSE (seed {seed}).",
+        "channel_names": {"0": "synthetic"},
+        "labels": labels,
+        "numTraining": int(num_training),
+        "file_ending": FILE_ENDING,
+        "overwrite_image_reader_writer": "SimpleITKIO",
+    }
+    with open(os.path.join(folder, "dataset.json"), "w") as f:
+        json.dump(dataset_json, f, indent=2)
+    return folder
