@@ -10,6 +10,7 @@ from typing import ClassVar, Optional
 import numpy as np
 import torch
 from torch import autocast
+from torch.nn.parallel import DistributedDataParallel
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import dummy_context
@@ -24,6 +25,12 @@ MORSE_LOG_KEYS = ("rend_losses", "awa_weights")
 
 class MorseCheckpointError(RuntimeError):
     """A checkpoint that this trainer cannot continue from."""
+
+
+def unwrap_network(network: torch.nn.Module) -> torch.nn.Module:
+    """The MorseNetwork inside nnU-Net's wrappers: DDP(torch.compile(network)), either, or none."""
+    network = network.module if isinstance(network, DistributedDataParallel) else network
+    return getattr(network, "_orig_mod", network)
 
 
 def capture_rng_state() -> dict:
@@ -66,8 +73,7 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
 
     def initialize(self):
         super().initialize()
-        network = self.network.module if self.is_ddp else self.network
-        getattr(network, "_orig_mod", network).use_region_outputs(self.label_manager.has_regions)
+        unwrap_network(self.network).use_region_outputs(self.label_manager.has_regions)
 
     @property
     def global_iteration(self) -> int:
