@@ -8,6 +8,7 @@ POINT_FEATURES = ("moe", "multiscale")
 HEADS = ("iar", "pointrend")
 AWA_MODES = ("linear", "step", "off")
 HEAD_TRAINING = ("decoupled", "scaled")
+GATES = ("pointwise", "dense")
 
 PAPER_NUM_EXPERTS = {2: 5, 3: 3}
 PAPER_NUM_TEST_POINTS = {2: 8192, 3: 32768}
@@ -34,6 +35,8 @@ class MorseConfig:
     point_features: 'moe' (mixture of experts over the last N decoder stages, sec. 2.1) or 'multiscale'
         (those stages' features concatenated, as PointRend).
     head: 'iar' (Fourier positional encoding + point MLP, sec. 2.2) or 'pointrend' (point MLP alone).
+    gate: 'pointwise' evaluates the experts, gate and fusion at the points only (any dimension); 'dense' is the
+        paper's full-resolution mixture with a 3x3-convolution gate (2D only: N x C channels at every pixel).
     expert_drop_prob: alpha, the Bernoulli probability of dropping each expert per sample in training; 0 gives a
         dense mixture of experts.
     num_experts: N, the number of decoder stages used; None takes the paper's (5 in 2D, 3 in 3D) capped at the
@@ -49,6 +52,7 @@ class MorseConfig:
 
     point_features: str = "moe"
     head: str = "iar"
+    gate: str = "pointwise"
     expert_drop_prob: float = 0.7
     num_experts: Optional[int] = None
     feature_channels: int = 256
@@ -69,6 +73,7 @@ class MorseConfig:
     def __post_init__(self):
         _check(self.point_features in POINT_FEATURES, "point_features", self.point_features, f"one of {POINT_FEATURES}")
         _check(self.head in HEADS, "head", self.head, f"one of {HEADS}")
+        _check(self.gate in GATES, "gate", self.gate, f"one of {GATES}")
         _check(isinstance(self.expert_drop_prob, (int, float)) and 0 <= self.expert_drop_prob < 1,
                "expert_drop_prob", self.expert_drop_prob, "[0, 1)")
         _check(self.num_experts is None or (isinstance(self.num_experts, int) and self.num_experts >= 1),
@@ -91,6 +96,12 @@ class MorseConfig:
         if self.point_features == "multiscale":
             _check(self.expert_drop_prob == 0, "expert_drop_prob", self.expert_drop_prob,
                    "0 with point_features='multiscale' (there are no experts to drop)")
+            _check(self.gate == "pointwise", "gate", self.gate, "'pointwise' with point_features='multiscale' (no gate)")
+
+    def check_dimensions(self, spatial_dims: int) -> None:
+        """Raises for settings that a 2D or 3D network cannot use."""
+        _check(self.gate == "pointwise" or spatial_dims == 2, "gate", self.gate,
+               "'pointwise' in 3D: the dense gate would hold N x C channels at every voxel of the patch")
 
     def experts_for(self, spatial_dims: int, num_decoder_stages: int) -> int:
         """N for a U-Net with this many decoder stages; raises if an explicit N does not fit."""

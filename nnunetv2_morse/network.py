@@ -8,7 +8,7 @@ from torch import nn
 
 from .config import MorseConfig
 from .encoding import FourierPositionalEncoding
-from .experts import PointMixtureOfExperts, PointMultiscaleFeatures
+from .experts import DenseMixtureOfExperts, PointMixtureOfExperts, PointMultiscaleFeatures
 from .head import PointHead
 from .points import (sample_at_points, sample_training_points, select_uncertain_voxels, voxel_centres,
                      write_point_logits)
@@ -42,7 +42,11 @@ class PointRenderer(nn.Module):
         super().__init__()
         self.config = config
         self.num_test_points = config.test_points_for(spatial_dims)
-        if config.point_features == "moe":
+        config.check_dimensions(spatial_dims)
+        if config.gate == "dense":
+            features = DenseMixtureOfExperts(stage_channels, config.feature_channels, config.expert_hidden,
+                                             config.gate_hidden, config.fusion_hidden, config.expert_drop_prob)
+        elif config.point_features == "moe":
             features = PointMixtureOfExperts(stage_channels, config.feature_channels, config.expert_hidden,
                                              config.gate_hidden, config.fusion_hidden, config.expert_drop_prob)
         else:
@@ -64,8 +68,11 @@ class PointRenderer(nn.Module):
 
         The point modules work channels last, (B, P, C): linear layers over points.
         """
-        point_features = self.seg_layers["point_features"](
-            [sample_at_points(f, coords).transpose(1, 2) for f in stage_features])
+        features = self.seg_layers["point_features"]
+        if self.config.gate == "dense":
+            point_features = sample_at_points(features(stage_features, coarse.shape[2:]), coords).transpose(1, 2)
+        else:
+            point_features = features([sample_at_points(f, coords).transpose(1, 2) for f in stage_features])
         coarse_at_points = sample_at_points(coarse, coords).transpose(1, 2)
         return self.seg_layers["point_head"](point_features, coarse_at_points, coords).transpose(1, 2)
 

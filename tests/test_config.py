@@ -27,6 +27,7 @@ def test_paper_defaults():
     ("head", "mlp", "one of"),
     ("point_features", "dense", "one of"),
     ("awa", "cosine", "one of"),
+    ("gate", "conv", "one of"),
     ("expert_hidden", (), "non-empty tuple"),
     ("frequency_std", 0.0, "> 0"),
 ])
@@ -45,3 +46,11 @@ def test_multiscale_features_cannot_drop_experts():
     with pytest.raises(MorseConfigError, match="expert_drop_prob"):
         MorseConfig(point_features="multiscale")
     MorseConfig(point_features="multiscale", expert_drop_prob=0.0)
+
+
+def test_dense_gate_is_2d_only():
+    MorseConfig(gate="dense").check_dimensions(2)
+    with pytest.raises(MorseConfigError, match=r"MorseConfig.gate='dense' .*'pointwise' in 3D"):
+        MorseConfig(gate="dense").check_dimensions(3)
+    with pytest.raises(MorseConfigError, match="gate"):
+        MorseConfig(gate="dense", point_features="multiscale", expert_drop_prob=0.0)

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from nnunetv2_morse.experts import PointMixtureOfExperts, PointMultiscaleFeatures, draw_kept_experts
+from nnunetv2_morse.experts import (DenseMixtureOfExperts, PointMixtureOfExperts, PointMultiscaleFeatures,
+                                    draw_kept_experts)
 
 
 def make_moe(drop_prob=0.7, channels=(8, 16, 32)):
@@ -74,3 +75,18 @@ def test_shapes():
     assert moe(stage_features()).shape == (3, 7, 12)
     ms = PointMultiscaleFeatures((8, 16, 32))
     assert ms(stage_features()).shape == (3, 7, 56) and ms.out_channels == 56
+
+
+def test_dense_mixture_of_experts():
+    torch.manual_seed(0)
+    dense = DenseMixtureOfExperts((8, 16), 12, (10,), (9, 9), (11,), drop_prob=0.5)
+    stages = [torch.randn(2, 8, 16, 16), torch.randn(2, 16, 8, 8)]
+    assert dense.gate[0].kernel_size == (3, 3)
+    assert dense.eval()(stages, (16, 16)).shape == (2, 12, 16, 16)
+    maps = torch.randn(2, 2, 12, 16, 16)
+    kept = torch.tensor([[True, False], [True, True]])
+    weights = dense.gate_weights(maps, kept)
+    torch.testing.assert_close(weights.sum(1), torch.ones(2, 16, 16))
+    assert (weights[0, 1] == 0).all()
+    dense.train()
+    assert not torch.allclose(dense(stages, (16, 16)), dense(stages, (16, 16)))

@@ -18,7 +18,8 @@ DATASET_ID = 961
 FAMILY = ["nnUNetTrainerPointRend", "nnUNetTrainerMoE", "nnUNetTrainerSMoE", "nnUNetTrainerIAR",
           "nnUNetTrainerIARMoE", "nnUNetTrainerMORSE"]
 VARIANTS = ["nnUNetTrainerMORSE_alpha0p1", "nnUNetTrainerMORSE_1expert", "nnUNetTrainerMORSE_4experts",
-            "nnUNetTrainerMORSE_noAWA", "nnUNetTrainerMORSE_stepAWA", "nnUNetTrainerMORSE_scaledHead"]
+            "nnUNetTrainerMORSE_noAWA", "nnUNetTrainerMORSE_stepAWA", "nnUNetTrainerMORSE_scaledHead",
+            "nnUNetTrainerMORSE_denseGate"]
 
 
 @pytest.fixture(scope="module")

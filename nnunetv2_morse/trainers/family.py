@@ -94,3 +94,8 @@ class nnUNetTrainerMORSE_stepAWA(nnUNetTrainerMORSE):
 class nnUNetTrainerMORSE_scaledHead(nnUNetTrainerMORSE):
     """The paper's L_total literally: the point modules also learn only through lambda_t * L_rend."""
     morse_config = MorseConfig(head_training="scaled")
+
+
+class nnUNetTrainerMORSE_denseGate(nnUNetTrainerMORSE):
+    """The paper's dense mixture of experts: full-resolution expert maps and a 3x3-convolution gate (2D only)."""
+    morse_config = MorseConfig(gate="dense")

@@ -1,0 +1,339 @@
+"""Score prediction folders and nnU-Net cross-validations with Dice, IoU, HD95, ASSD and NSD (see `metrics`).
+
+Console entry points: ``nnUNetv2_morse_evaluate`` (a reference and a prediction folder) and
+``nnUNetv2_morse_evaluate_cv`` (every fold's ``validation/`` of a trained model against nnU-Net's
+``gt_segmentations``). Both write a JSON report (per case, per-class means, foreground mean) that
+``nnUNetv2_morse_compare`` reads, and print a Markdown table of the per-class means.
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+from collections import Counter
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from nnunetv2_morse.evaluation.metrics import (DEFAULT_TOLERANCE_MM, EMPTY_CASE_RULE, HIGHER_IS_BETTER, IGNORE_RULE,
+                                               METRIC_NAMES, METRIC_UNITS, EvaluatedClass, case_metrics,
+                                               classes_from_dataset_json, ignore_label_from_dataset_json)
+
+REPORT_FORMAT = "nnunetv2_morse.boundary_metrics/1"
+CV_REPORT_NAME = "crossval_boundary_metrics"
+SPACING_RELATIVE_TOLERANCE = 1e-3
+
+
+class EvaluationError(Exception):
+    """A problem with the inputs (missing files or cases, mismatching images), reported as one line."""
+
+
+def default_num_processes() -> int:
+    """nnU-Net's default number of processes (nnUNet_def_n_proc, else 8), at most the number of CPUs."""
+    from nnunetv2.configuration import default_num_processes as nnunet_default
+    return max(1, min(nnunet_default, os.cpu_count() or 1))
+
+
+def load_json(path: str) -> dict:
+    """The JSON object in path; EvaluationError if it does not exist."""
+    if not os.path.isfile(path):
+        raise EvaluationError(f"file not found: {path}")
+    with open(path) as f:
+        return json.load(f)
+
+
+def label_files(folder: str, file_ending: str) -> Dict[str, str]:
+    """{case identifier: path} of the files in folder ending with file_ending, sorted by identifier."""
+    if not os.path.isdir(folder):
+        raise EvaluationError(f"folder not found: {folder}")
+    names = sorted(n for n in os.listdir(folder) if n.endswith(file_ending) and not n.startswith("."))
+    return {n[:-len(file_ending)]: os.path.join(folder, n) for n in names}
+
+
+def reader_class_for(dataset_json: Mapping, example_file: str):
+    """nnU-Net's reader/writer class for the dataset's file_ending (or its overwrite_image_reader_writer)."""
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+    return determine_reader_writer_from_dataset_json(dataset_json, example_file, verbose=False)
+
+
+def read_label_map(reader, path: str) -> Tuple[np.ndarray, Tuple[float, ...]]:
+    """A segmentation file as an (x, y, z) integer array (2D files: z axis of one slice first) and its spacing (mm)."""
+    segmentation, properties = reader.read_seg(path)
+    return segmentation[0], tuple(float(s) for s in properties["spacing"])
+
+
+def evaluate_case(case_id: str, reference_file: str, prediction_file: str, reader_class,
+                  classes: Sequence[EvaluatedClass], ignore_label: Optional[int]) -> dict:
+    """{"case", "reference_file", "prediction_file", "shape", "spacing_mm", "metrics": {class: {metric: value}}}."""
+    reader = reader_class()
+    reference, spacing = read_label_map(reader, reference_file)
+    prediction, prediction_spacing = read_label_map(reader, prediction_file)
+    if reference.shape != prediction.shape:
+        raise EvaluationError(f"case {case_id}: prediction shape {prediction.shape} differs from reference shape "
+                              f"{reference.shape}")
+    if not np.allclose(spacing, prediction_spacing, rtol=SPACING_RELATIVE_TOLERANCE):
+        raise EvaluationError(f"case {case_id}: prediction spacing {prediction_spacing} differs from reference "
+                              f"spacing {spacing}")
+    return {"case": case_id, "reference_file": os.path.abspath(reference_file),
+            "prediction_file": os.path.abspath(prediction_file), "shape": list(reference.shape),
+            "spacing_mm": list(spacing),
+            "metrics": case_metrics(reference, prediction, spacing, classes, ignore_label)}
+
+
+def evaluate_cases(case_files: Sequence[Tuple[str, str, str]], dataset_json: Mapping,
+                   classes: Sequence[EvaluatedClass], num_processes: int) -> List[dict]:
+    """evaluate_case for every (case id, reference file, prediction file), in order; num_processes workers."""
+    if not case_files:
+        raise EvaluationError("no cases to evaluate")
+    reader_class = reader_class_for(dataset_json, case_files[0][1])
+    arguments = [(*files, reader_class, list(classes), ignore_label_from_dataset_json(dataset_json))
+                 for files in case_files]
+    if num_processes <= 1 or len(arguments) == 1:
+        return [evaluate_case(*a) for a in arguments]
+    with multiprocessing.get_context("spawn").Pool(min(num_processes, len(arguments))) as pool:
+        return pool.starmap(evaluate_case, arguments)
+
+
+def paired_files(reference_folder: str, prediction_folder: str, file_ending: str,
+                 case_ids: Optional[Sequence[str]] = None) -> List[Tuple[str, str, str]]:
+    """(case id, reference file, prediction file) for case_ids (default: every reference file), all required."""
+    references = label_files(reference_folder, file_ending)
+    predictions = label_files(prediction_folder, file_ending)
+    case_ids = list(references) if case_ids is None else list(case_ids)
+    if not case_ids:
+        raise EvaluationError(f"no {file_ending} files in {reference_folder}")
+    missing_references = [c for c in case_ids if c not in references]
+    if missing_references:
+        raise EvaluationError(f"reference folder {reference_folder} lacks {len(missing_references)} case(s): "
+                              f"{', '.join(missing_references)}")
+    missing_predictions = [c for c in case_ids if c not in predictions]
+    if missing_predictions:
+        raise EvaluationError(f"prediction folder {prediction_folder} lacks {len(missing_predictions)} of "
+                              f"{len(case_ids)} case(s): {', '.join(missing_predictions)}")
+    return [(c, references[c], predictions[c]) for c in case_ids]
+
+
+def class_means(case_results: Sequence[dict], classes: Sequence[EvaluatedClass]
+                ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
+    """Per-class means over cases {class: {metric: mean}} and the foreground mean {metric: mean over classes}."""
+    means = {c.name: {m: float(np.mean([r["metrics"][c.name][m] for r in case_results])) for m in METRIC_NAMES}
+             for c in classes}
+    foreground = {m: float(np.mean([means[c.name][m] for c in classes])) for m in METRIC_NAMES}
+    return means, foreground
+
+
+def build_report(case_results: List[dict], classes: Sequence[EvaluatedClass], dataset_json: Mapping,
+                 **sources) -> dict:
+    """The JSON report: conventions, classes, per-case metrics, per-class means and foreground mean."""
+    means, foreground = class_means(case_results, classes)
+    return {
+        "format": REPORT_FORMAT,
+        **sources,
+        "num_cases": len(case_results),
+        "metric_units": dict(METRIC_UNITS),
+        "higher_is_better": dict(HIGHER_IS_BETTER),
+        "empty_case_rule": EMPTY_CASE_RULE,
+        "ignore_label": ignore_label_from_dataset_json(dataset_json),
+        "ignore_rule": IGNORE_RULE,
+        "classes": {c.name: {"labels": list(c.labels), "nsd_tolerance_mm": c.tolerance_mm} for c in classes},
+        "mean": means,
+        "foreground_mean": foreground,
+        "metric_per_case": case_results,
+    }
+
+
+def _format_metric(metric: str, value: float) -> str:
+    """Dice, IoU, NSD with 4 decimals; distances (mm) with 2."""
+    return f"{value:.2f}" if METRIC_UNITS[metric] == "mm" else f"{value:.4f}"
+
+
+def markdown_table(report: Mapping) -> str:
+    """Markdown table of the report's per-class means and foreground mean."""
+    headers = [f"{m} ({METRIC_UNITS[m]})" if METRIC_UNITS[m] else m for m in METRIC_NAMES]
+    lines = [f"Mean over {report['num_cases']} case(s); NSD at the tolerance shown; {report['empty_case_rule']}.",
+             "",
+             "| class | labels | NSD tol. (mm) | " + " | ".join(headers) + " |",
+             "| --- | --- | ---: | " + " | ".join("---:" for _ in METRIC_NAMES) + " |"]
+    for name, info in report["classes"].items():
+        values = " | ".join(_format_metric(m, report["mean"][name][m]) for m in METRIC_NAMES)
+        labels = ", ".join(str(label) for label in info["labels"])
+        lines.append(f"| {name} | {labels} | {info['nsd_tolerance_mm']:g} | {values} |")
+    values = " | ".join(_format_metric(m, report["foreground_mean"][m]) for m in METRIC_NAMES)
+    lines.append(f"| **foreground mean** | | | {values} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_json(report: Mapping, path: str) -> None:
+    """Write report to path as indented JSON; refuses NaN and infinity."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2, allow_nan=False)
+
+
+def evaluate_folders(reference_folder: str, prediction_folder: str, dataset_json: Mapping,
+                     default_tolerance_mm: float = DEFAULT_TOLERANCE_MM,
+                     tolerance_mm_per_class: Optional[Mapping[str, float]] = None,
+                     num_processes: int = 1) -> dict:
+    """Report (build_report) of every reference case in reference_folder against prediction_folder."""
+    classes = classes_from_dataset_json(dataset_json, default_tolerance_mm, tolerance_mm_per_class)
+    case_files = paired_files(reference_folder, prediction_folder, dataset_json["file_ending"])
+    results = evaluate_cases(case_files, dataset_json, classes, num_processes)
+    return build_report(results, classes, dataset_json, reference_folder=os.path.abspath(reference_folder),
+                        prediction_folder=os.path.abspath(prediction_folder))
+
+
+def model_folder(dataset_name: str, trainer: str, plans: str, configuration: str) -> str:
+    """$nnUNet_results/DATASET/TRAINER__PLANS__CONFIGURATION."""
+    from nnunetv2.paths import nnUNet_results
+    if not nnUNet_results.is_set():
+        raise EvaluationError("nnUNet_results is not set")
+    return os.path.join(nnUNet_results.get(), dataset_name, f"{trainer}__{plans}__{configuration}")
+
+
+def validation_cases(splits_file: str, fold: int, validation_folder: str, file_ending: str) -> List[str]:
+    """The fold's validation cases from splits_final.json, or without that file the predictions present."""
+    if os.path.isfile(splits_file):
+        splits = load_json(splits_file)
+        if fold >= len(splits):
+            raise EvaluationError(f"fold {fold} not in {splits_file} ({len(splits)} folds)")
+        return list(splits[fold]["val"])
+    return list(label_files(validation_folder, file_ending))
+
+
+def evaluate_cross_validation(dataset: str, trainer: str, configuration: str, plans: str = "nnUNetPlans",
+                              folds: Sequence[int] = (0, 1, 2, 3, 4),
+                              default_tolerance_mm: float = DEFAULT_TOLERANCE_MM,
+                              tolerance_mm_per_class: Optional[Mapping[str, float]] = None,
+                              num_processes: int = 1) -> Tuple[dict, str]:
+    """Report of all folds' validation predictions against gt_segmentations, and the model folder it belongs in.
+
+    Cases carry their "fold"; "folds" holds each fold's prediction folder, case count and means.
+    """
+    from nnunetv2.paths import nnUNet_preprocessed
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    if not nnUNet_preprocessed.is_set():
+        raise EvaluationError("nnUNet_preprocessed is not set")
+    try:
+        dataset_name = maybe_convert_to_dataset_name(dataset)
+    except RuntimeError as error:
+        raise EvaluationError(str(error).splitlines()[0]) from error
+    output_folder = model_folder(dataset_name, trainer, plans, configuration)
+    if not os.path.isdir(output_folder):
+        raise EvaluationError(f"model folder not found: {output_folder}")
+    preprocessed = os.path.join(nnUNet_preprocessed.get(), dataset_name)
+    dataset_json_file = os.path.join(output_folder, "dataset.json")
+    if not os.path.isfile(dataset_json_file):
+        dataset_json_file = os.path.join(preprocessed, "dataset.json")
+    dataset_json = load_json(dataset_json_file)
+    file_ending = dataset_json["file_ending"]
+    classes = classes_from_dataset_json(dataset_json, default_tolerance_mm, tolerance_mm_per_class)
+    reference_folder = os.path.join(preprocessed, "gt_segmentations")
+    case_files, case_folds, fold_sources = [], [], {}
+    for fold in folds:
+        validation_folder = os.path.join(output_folder, f"fold_{fold}", "validation")
+        if not os.path.isdir(validation_folder):
+            raise EvaluationError(f"fold {fold} has no validation folder: {validation_folder}")
+        cases = validation_cases(os.path.join(preprocessed, "splits_final.json"), fold, validation_folder,
+                                 file_ending)
+        fold_files = paired_files(reference_folder, validation_folder, file_ending, cases)
+        case_files += fold_files
+        case_folds += [fold] * len(fold_files)
+        fold_sources[str(fold)] = validation_folder
+    repeated = sorted(c for c, count in Counter(c for c, *_ in case_files).items() if count > 1)
+    if repeated:
+        raise EvaluationError(f"case(s) validated in more than one fold: {', '.join(repeated)}")
+    results = evaluate_cases(case_files, dataset_json, classes, num_processes)
+    for result, fold in zip(results, case_folds):
+        result["fold"] = fold
+    report = build_report(results, classes, dataset_json, dataset=dataset_name, trainer=trainer, plans=plans,
+                          configuration=configuration, reference_folder=reference_folder)
+    report["folds"] = {}
+    for fold, validation_folder in fold_sources.items():
+        fold_results = [r for r in results if str(r["fold"]) == fold]
+        means, foreground = class_means(fold_results, classes)
+        report["folds"][fold] = {"prediction_folder": validation_folder, "num_cases": len(fold_results),
+                                 "mean": means, "foreground_mean": foreground}
+    return report, output_folder
+
+
+def parse_class_tolerances(items: Optional[Sequence[str]], parser: argparse.ArgumentParser) -> Dict[str, float]:
+    """{"CLASS": mm} from ["CLASS:MM", ...]; CLASS is a dataset.json class name or a label value."""
+    tolerances = {}
+    for item in items or ():
+        key, _, value = item.rpartition(":")
+        try:
+            tolerances[key] = float(value)
+        except ValueError:
+            parser.error(f"--tolerance-mm-per-class expects CLASS:MM, got {item!r}")
+        if not key:
+            parser.error(f"--tolerance-mm-per-class expects CLASS:MM, got {item!r}")
+    return tolerances
+
+
+def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """--tolerance-mm, --tolerance-mm-per-class, -np."""
+    parser.add_argument("--tolerance-mm", type=float, default=DEFAULT_TOLERANCE_MM,
+                        help=f"NSD tolerance in mm for every class (default {DEFAULT_TOLERANCE_MM})")
+    parser.add_argument("--tolerance-mm-per-class", nargs="+", metavar="CLASS:MM",
+                        help="per-class NSD tolerances overriding --tolerance-mm; CLASS is a dataset.json class "
+                             "(or region) name or a label value, e.g. 1:2.0 liver:1.5")
+    parser.add_argument("-np", type=int, default=None,
+                        help="number of worker processes (default: nnU-Net's default, at most the CPU count)")
+
+
+def main_evaluate(argv: Optional[Sequence[str]] = None) -> None:
+    """nnUNetv2_morse_evaluate REF_FOLDER PRED_FOLDER -djfile dataset.json [-o out.json] ..."""
+    parser = argparse.ArgumentParser(
+        prog="nnUNetv2_morse_evaluate",
+        description="Dice, IoU, HD95, ASSD and NSD (mm) of every case and class of a prediction folder against a "
+                    "reference folder. Writes a JSON report and prints a Markdown table of the per-class means.")
+    parser.add_argument("reference_folder", help="folder with the reference segmentations")
+    parser.add_argument("prediction_folder", help="folder with a prediction for every reference case")
+    parser.add_argument("-djfile", required=True, help="the dataset's dataset.json (labels, file_ending)")
+    parser.add_argument("-o", dest="output_file", default=None,
+                        help="output JSON (default: PRED_FOLDER/boundary_metrics.json)")
+    _add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    tolerances = parse_class_tolerances(args.tolerance_mm_per_class, parser)
+    output_file = args.output_file or os.path.join(args.prediction_folder, "boundary_metrics.json")
+    try:
+        report = evaluate_folders(args.reference_folder, args.prediction_folder, load_json(args.djfile),
+                                  args.tolerance_mm, tolerances, args.np or default_num_processes())
+    except (EvaluationError, ValueError) as error:
+        sys.exit(f"nnUNetv2_morse_evaluate: error: {error}")
+    write_json(report, output_file)
+    print(markdown_table(report))
+    print(f"Wrote {output_file}")
+
+
+def main_evaluate_cv(argv: Optional[Sequence[str]] = None) -> None:
+    """nnUNetv2_morse_evaluate_cv -d DATASET -tr TRAINER -c CONFIGURATION [-p PLANS] [-f 0 1 2 3 4] ..."""
+    parser = argparse.ArgumentParser(
+        prog="nnUNetv2_morse_evaluate_cv",
+        description="Dice, IoU, HD95, ASSD and NSD (mm) of a trained model's cross-validation: every fold's "
+                    "validation/ against nnUNet_preprocessed/DATASET/gt_segmentations. Writes "
+                    f"{CV_REPORT_NAME}.json and .md into the TRAINER__PLANS__CONFIGURATION folder.")
+    parser.add_argument("-d", dest="dataset", required=True, help="dataset name or ID")
+    parser.add_argument("-tr", dest="trainer", required=True, help="trainer class name, e.g. nnUNetTrainerMORSE")
+    parser.add_argument("-c", dest="configuration", required=True, help="configuration, e.g. 3d_fullres")
+    parser.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
+    parser.add_argument("-f", dest="folds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                        help="folds (default 0 1 2 3 4)")
+    _add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    tolerances = parse_class_tolerances(args.tolerance_mm_per_class, parser)
+    try:
+        report, output_folder = evaluate_cross_validation(
+            args.dataset, args.trainer, args.configuration, args.plans, args.folds, args.tolerance_mm, tolerances,
+            args.np or default_num_processes())
+    except (EvaluationError, ValueError) as error:
+        sys.exit(f"nnUNetv2_morse_evaluate_cv: error: {error}")
+    table = markdown_table(report)
+    title = (f"# {report['trainer']}__{report['plans']}__{report['configuration']} on {report['dataset']}: "
+             f"cross-validation, folds {', '.join(report['folds'])}\n\n")
+    json_file = os.path.join(output_folder, CV_REPORT_NAME + ".json")
+    write_json(report, json_file)
+    with open(os.path.join(output_folder, CV_REPORT_NAME + ".md"), "w") as f:
+        f.write(title + table)
+    print(title + table)
+    print(f"Wrote {json_file} and {CV_REPORT_NAME}.md")
