@@ -1,13 +1,14 @@
 """Step time, peak memory and inference time of MORSE trainers against nnUNetTrainer, in one run.
 
     python -m nnunetv2_morse.benchmark --preset 3d_fullres --device cuda
-    python -m nnunetv2_morse.benchmark --preset 2d --device cpu --patch-size 128 128 --batch-size 2
+    python -m nnunetv2_morse.benchmark --preset 2d --device cpu --patch-size 256 256 --batch-size 2
+    python -m nnunetv2_morse.benchmark --preset 3d_fullres --device cpu --image-shape 24 48 48 --steps 1   # smoke
 
 Plans come from nnU-Net's own experiment planner run on a synthetic dataset fingerprint of realistic size (a CT-like
-abdominal set: 30 cases of 512 x 512 x ~150 voxels at 0.8 x 0.8 x 2.5 mm, 4 organs), so no images are needed. Each
-trainer is measured in a fresh subprocess (peak memory is per process), through the trainer's own train_step
-(forward, losses, backward, optimizer step; nnU-Net's fp16 autocast and grad scaler on CUDA) and nnU-Net's
-sliding-window predictor. Prints a Markdown table and writes it with the raw numbers as JSON.
+abdominal set: 30 cases of 512 x 512 x ~160 voxels at 0.8 x 0.8 x 2.5 mm, 4 organs; --image-shape changes it), so
+no images are needed. Each trainer is measured in a fresh subprocess (peak memory is per process), through the
+trainer's own train_step (forward, losses, backward, optimizer step; nnU-Net's fp16 autocast and grad scaler on
+CUDA) and nnU-Net's sliding-window predictor. Prints a Markdown table and writes it with the raw numbers as JSON.
 """
 from __future__ import annotations
 
@@ -39,8 +40,10 @@ DATASET_NAME = f"Dataset{DATASET_ID}_BenchmarkCT"
 NUM_CLASSES = 5
 
 
-def write_synthetic_fingerprint(raw_dir: str, preprocessed_dir: str, num_cases: int = 30, seed: int = 0) -> None:
-    """dataset.json and dataset_fingerprint.json of a CT-like dataset; planning needs nothing else."""
+def write_synthetic_fingerprint(raw_dir: str, preprocessed_dir: str, image_shape: Sequence[int] = (160, 512, 512),
+                                num_cases: int = 30, seed: int = 0) -> None:
+    """dataset.json and dataset_fingerprint.json of a CT-like dataset with images of about image_shape (z, y, x)
+    voxels at 0.7-0.9 mm in-plane and 2.5-3 mm between slices; planning needs nothing else."""
     rng = np.random.default_rng(seed)
     os.makedirs(os.path.join(raw_dir, DATASET_NAME), exist_ok=True)
     os.makedirs(os.path.join(preprocessed_dir, DATASET_NAME), exist_ok=True)
@@ -54,7 +57,8 @@ def write_synthetic_fingerprint(raw_dir: str, preprocessed_dir: str, num_cases: 
     spacings = [[float(rng.choice([2.5, 3.0])), float(rng.uniform(0.7, 0.9))] for _ in range(num_cases)]
     fingerprint = {
         "spacings": [[z, xy, xy] for z, xy in spacings],
-        "shapes_after_crop": [[int(rng.integers(120, 200)), 512, 512] for _ in range(num_cases)],
+        "shapes_after_crop": [[max(1, int(image_shape[0] * rng.uniform(0.75, 1.25))), *map(int, image_shape[1:])]
+                              for _ in range(num_cases)],
         "foreground_intensity_properties_per_channel": {"0": {
             "max": 1500.0, "mean": 80.0, "median": 70.0, "min": -1000.0, "percentile_00_5": -150.0,
             "percentile_99_5": 300.0, "std": 70.0}},
@@ -66,7 +70,7 @@ def write_synthetic_fingerprint(raw_dir: str, preprocessed_dir: str, num_cases: 
         json.dump(fingerprint, f)
 
 
-def make_plans(preset: str, workdir: str) -> str:
+def make_plans(preset: str, workdir: str, image_shape: Sequence[int]) -> str:
     """Runs nnU-Net's planner for the preset on the synthetic fingerprint; returns the plans file."""
     from nnunetv2.experiment_planning.plan_and_preprocess_api import plan_experiment_dataset
     from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
@@ -74,7 +78,7 @@ def make_plans(preset: str, workdir: str) -> str:
 
     raw, preprocessed = os.path.join(workdir, "raw"), os.path.join(workdir, "preprocessed")
     os.environ.update(nnUNet_raw=raw, nnUNet_preprocessed=preprocessed, nnUNet_results=os.path.join(workdir, "results"))
-    write_synthetic_fingerprint(raw, preprocessed)
+    write_synthetic_fingerprint(raw, preprocessed, image_shape)
     planner = recursive_find_python_class(os.path.join(nnunetv2.__path__[0], "experiment_planning"),
                                           PRESETS[preset]["planner"], "nnunetv2.experiment_planning")
     plan_experiment_dataset(DATASET_ID, planner)
@@ -87,9 +91,53 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def saved_for_backward_mb(network: torch.nn.Module, data: torch.Tensor) -> float:
+    """MiB of tensors the training forward keeps for backward (each storage counted once)."""
+    storages = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        network(data)
+    return sum(storages.values()) / 2 ** 20
+
+
+def time_test_points(network: torch.nn.Module, patch: Sequence[int], counts: Sequence[int],
+                     device: torch.device, repeats: int = 3) -> List[dict]:
+    """Eval forward time of one patch for each N_test, against the coarse U-Net forward alone."""
+    from nnunetv2_morse.trainers.morse import unwrap_network
+
+    morse = unwrap_network(network)
+    x = torch.randn(1, 1, *patch, device=device)
+
+    def best_time(fn):
+        times = []
+        for _ in range(repeats + 1):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+        return min(times[1:])
+
+    rows = []
+    with torch.no_grad():
+        coarse = best_time(lambda: morse.decode(morse.encoder(x)))
+        for count in counts:
+            morse.rendering.num_test_points = count
+            full = best_time(lambda: morse(x))
+            rows.append({"num_test_points": count, "coarse_s": coarse, "refined_s": full, "ratio": full / coarse})
+    return rows
+
+
 def measure_trainer(trainer_name: str, plans_file: str, configuration: str, device: torch.device,
                     patch_size: Optional[Sequence[int]], batch_size: Optional[int], steps: int, warmup: int,
-                    case_scale: float, mirroring: bool) -> dict:
+                    case_scale: float, mirroring: bool, test_points: Sequence[int] = ()) -> dict:
     """Times train_step and sliding-window inference of one trainer (run in its own process)."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
@@ -139,6 +187,7 @@ def measure_trainer(trainer_name: str, plans_file: str, configuration: str, devi
     sync()
     step_time = (time.perf_counter() - start) / steps
     train_memory = peak_memory_mb(device)
+    saved_mb = saved_for_backward_mb(trainer.network, data.to(device))
 
     trainer.set_deep_supervision_enabled(False)
     trainer.network.eval()
@@ -155,19 +204,30 @@ def measure_trainer(trainer_name: str, plans_file: str, configuration: str, devi
         start = time.perf_counter()
         predictor.predict_sliding_window_return_logits(case)
         sync()
+    inference_time = time.perf_counter() - start
+    sweep = time_test_points(trainer.network, patch, test_points, device) \
+        if test_points and hasattr(trainer, "morse_config") else []
     return {"trainer": trainer_name, "patch_size": list(patch), "batch_size": batch, "step_s": step_time,
-            "peak_memory_mb": train_memory, "inference_s": time.perf_counter() - start,
-            "case_shape": list(case.shape[1:])}
+            "peak_memory_mb": train_memory, "saved_for_backward_mb": saved_mb, "inference_s": inference_time,
+            "case_shape": list(case.shape[1:]), "test_points_sweep": sweep}
 
 
 def format_table(rows: List[dict], baseline: str) -> str:
     base = next(r for r in rows if r["trainer"] == baseline)
-    lines = ["| trainer | step (s) | step ratio | peak memory (MiB) | memory ratio | inference (s/case) | inference ratio |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| trainer | step (s) | step ratio | peak memory (MiB) | memory ratio | saved for backward (MiB) | "
+             "saved ratio | inference (s/case) | inference ratio |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['trainer']} | {r['step_s']:.3f} | {r['step_s'] / base['step_s']:.3f} | "
                      f"{r['peak_memory_mb']:.0f} | {r['peak_memory_mb'] / base['peak_memory_mb']:.3f} | "
+                     f"{r['saved_for_backward_mb']:.0f} | {r['saved_for_backward_mb'] / base['saved_for_backward_mb']:.3f} | "
                      f"{r['inference_s']:.3f} | {r['inference_s'] / base['inference_s']:.3f} |")
+    for r in rows:
+        if r["test_points_sweep"]:
+            lines += ["", f"N_test sweep, {r['trainer']}: one patch, eval forward against the coarse U-Net forward",
+                      "", "| N_test | coarse (s) | refined (s) | ratio |", "| --- | --- | --- | --- |"]
+            lines += [f"| {t['num_test_points']} | {t['coarse_s']:.3f} | {t['refined_s']:.3f} | {t['ratio']:.3f} |"
+                      for t in r["test_points_sweep"]]
     return "\n".join(lines)
 
 
@@ -178,6 +238,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--trainers", nargs="+", default=list(DEFAULT_TRAINERS),
                         help="the first is the baseline of the ratios")
+    parser.add_argument("--image-shape", type=int, nargs=3, default=(160, 512, 512), metavar=("Z", "Y", "X"),
+                        help="median image size of the synthetic CT-like dataset that nnU-Net plans for")
     parser.add_argument("--patch-size", type=int, nargs="+", help="override the plan's patch size")
     parser.add_argument("--batch-size", type=int, help="override the plan's batch size")
     parser.add_argument("--steps", type=int, default=10)
@@ -185,6 +247,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--case-scale", type=float, default=1.5,
                         help="inference case edge length in patch lengths (1.5 -> 2 tiles per axis)")
     parser.add_argument("--no-mirroring", action="store_true")
+    parser.add_argument("--test-points", type=int, nargs="*", default=[],
+                        help="also time one patch's eval forward of each MORSE trainer at these N_test")
     parser.add_argument("--out", default="benchmark_results", help="folder for the .md and .json files")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--plans-file", help=argparse.SUPPRESS)
@@ -196,13 +260,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     if args.worker:
         result = measure_trainer(args.worker, args.plans_file, configuration, device, patch_size, batch_size,
-                                 args.steps, args.warmup, args.case_scale, not args.no_mirroring)
+                                 args.steps, args.warmup, args.case_scale, not args.no_mirroring, args.test_points)
         print("RESULT " + json.dumps(result))
         return
 
     from nnunetv2_morse.trainers import TRAINER_DIR
     workdir = tempfile.mkdtemp(prefix="morse_benchmark_")
-    plans_file = make_plans(args.preset, workdir)
+    plans_file = make_plans(args.preset, workdir, args.image_shape)
     env = dict(os.environ, nnUNet_extTrainer=os.pathsep.join(filter(None, [TRAINER_DIR, os.environ.get("nnUNet_extTrainer")])))
     rows = []
     for name in args.trainers:
@@ -212,12 +276,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         command += ["--patch-size", *map(str, args.patch_size)] if args.patch_size else []
         command += ["--batch-size", str(args.batch_size)] if args.batch_size else []
         command += ["--no-mirroring"] if args.no_mirroring else []
+        command += ["--test-points", *map(str, args.test_points)] if args.test_points else []
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         if done.returncode != 0 or not result:
             sys.exit(f"benchmark of {name} failed:\n{done.stderr[-3000:]}")
         rows.append(json.loads(result[0][len("RESULT "):]))
         print(f"{name}: step {rows[-1]['step_s']:.3f} s, peak {rows[-1]['peak_memory_mb']:.0f} MiB, "
+              f"saved for backward {rows[-1]['saved_for_backward_mb']:.0f} MiB, "
               f"inference {rows[-1]['inference_s']:.3f} s", flush=True)
 
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"

@@ -16,7 +16,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from nnunetv2_morse.evaluation.metrics import (DEFAULT_TOLERANCE_MM, EMPTY_CASE_RULE, HIGHER_IS_BETTER, IGNORE_RULE,
-                                               METRIC_NAMES, METRIC_UNITS, EvaluatedClass, case_metrics,
+                                               METRIC_NAMES, METRIC_UNITS, EvaluatedClass, as_spatial, case_metrics,
                                                classes_from_dataset_json, ignore_label_from_dataset_json)
 
 REPORT_FORMAT = "nnunetv2_morse.boundary_metrics/1"
@@ -64,7 +64,10 @@ def read_label_map(reader, path: str) -> Tuple[np.ndarray, Tuple[float, ...]]:
 
 def evaluate_case(case_id: str, reference_file: str, prediction_file: str, reader_class,
                   classes: Sequence[EvaluatedClass], ignore_label: Optional[int]) -> dict:
-    """{"case", "reference_file", "prediction_file", "shape", "spacing_mm", "metrics": {class: {metric: value}}}."""
+    """{"case", "reference_file", "prediction_file", "shape", "spacing_mm", "metrics": {class: {metric: value}}}.
+
+    shape and spacing_mm are those evaluated: a one-slice 3D image (nnU-Net's 2D) as 2D.
+    """
     reader = reader_class()
     reference, spacing = read_label_map(reader, reference_file)
     prediction, prediction_spacing = read_label_map(reader, prediction_file)
@@ -74,6 +77,8 @@ def evaluate_case(case_id: str, reference_file: str, prediction_file: str, reade
     if not np.allclose(spacing, prediction_spacing, rtol=SPACING_RELATIVE_TOLERANCE):
         raise EvaluationError(f"case {case_id}: prediction spacing {prediction_spacing} differs from reference "
                               f"spacing {spacing}")
+    prediction, _ = as_spatial(prediction, spacing)
+    reference, spacing = as_spatial(reference, spacing)
     return {"case": case_id, "reference_file": os.path.abspath(reference_file),
             "prediction_file": os.path.abspath(prediction_file), "shape": list(reference.shape),
             "spacing_mm": list(spacing),

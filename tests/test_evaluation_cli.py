@@ -1,0 +1,239 @@
+"""nnUNetv2_morse_evaluate, nnUNetv2_morse_evaluate_cv and nnUNetv2_morse_compare on tiny fake folders."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunetv2_morse.evaluation.compare import ComparisonError, compare_reports, markdown_report, plot_differences
+from nnunetv2_morse.evaluation.evaluate import EvaluationError, evaluate_folders, main_evaluate
+
+BIN_DIR = os.path.dirname(os.path.abspath(sys.executable))
+SPACING = (2.0, 0.75, 1.25)  # numpy axis order (z, y, x)
+SHAPE = (12, 32, 24)
+DATASET_JSON = {"labels": {"background": 0, "organ": 1, "lesion": 2}, "file_ending": ".nii.gz",
+                "channel_names": {"0": "CT"}, "numTraining": 4}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run_command(name, *args, env=None, expected_returncode=0):
+    """Run one of this environment's console scripts; return the CompletedProcess (text output)."""
+    script = os.path.join(BIN_DIR, name)
+    assert os.path.isfile(script), f"{name} is not installed: pip install --no-deps -e ."
+    process = subprocess.run([script, *map(str, args)], capture_output=True, text=True, timeout=300,
+                             env={**os.environ, **(env or {})})
+    assert process.returncode == expected_returncode, process.stdout + process.stderr
+    return process
+
+
+def write_label_map(path, label_map, spacing):
+    """Write a numpy-ordered label map with its numpy-ordered spacing (mm) as NIfTI via SimpleITK."""
+    image = sitk.GetImageFromArray(label_map.astype(np.uint8))
+    image.SetSpacing(tuple(float(s) for s in reversed(spacing)))
+    sitk.WriteImage(image, str(path))
+
+
+def reference_case():
+    """Organ (label 1) cube with a lesion (label 2) inside it."""
+    label_map = np.zeros(SHAPE, np.uint8)
+    label_map[3:9, 8:24, 6:18] = 1
+    label_map[5:7, 12:16, 9:12] = 2
+    return label_map
+
+
+def write_cases(folder, cases):
+    """Write {case id: label map} into folder as CASE.nii.gz with SPACING."""
+    os.makedirs(folder, exist_ok=True)
+    for case_id, label_map in cases.items():
+        write_label_map(os.path.join(folder, case_id + ".nii.gz"), label_map, SPACING)
+
+
+def fake_cases():
+    """References and predictions of four cases with known organ/lesion answers (see the assertions)."""
+    reference = reference_case()
+    shifted = np.roll(reference, 2, axis=0)  # organ and lesion shifted by 2 slices = 4 mm
+    no_lesion_reference = np.where(reference == 2, 1, reference)
+    references = {"case_000": reference, "case_001": reference, "case_002": reference,
+                  "case_003": no_lesion_reference}
+    predictions = {"case_000": reference, "case_001": shifted, "case_002": np.where(reference == 2, 1, reference),
+                   "case_003": no_lesion_reference}
+    return references, predictions
+
+
+def dice(reference, prediction, label):
+    """Dice of one label computed directly from the voxel counts."""
+    reference, prediction = reference == label, prediction == label
+    return 2 * np.count_nonzero(reference & prediction) / (reference.sum() + prediction.sum())
+
+
+def test_evaluate_cli_writes_json_and_prints_table(tmp_path):
+    references, predictions = fake_cases()
+    write_cases(tmp_path / "ref", references)
+    write_cases(tmp_path / "pred", predictions)
+    (tmp_path / "dataset.json").write_text(json.dumps(DATASET_JSON))
+    output = tmp_path / "out" / "metrics.json"
+    process = run_command("nnUNetv2_morse_evaluate", tmp_path / "ref", tmp_path / "pred", "-djfile",
+                          tmp_path / "dataset.json", "-o", output, "--tolerance-mm", "1.0",
+                          "--tolerance-mm-per-class", "2:3.0", "-np", "2")
+    report = json.loads(output.read_text())
+    assert report["classes"] == {"organ": {"labels": [1], "nsd_tolerance_mm": 1.0},
+                                 "lesion": {"labels": [2], "nsd_tolerance_mm": 3.0}}
+    per_case = {entry["case"]: entry["metrics"] for entry in report["metric_per_case"]}
+    assert list(per_case) == ["case_000", "case_001", "case_002", "case_003"]
+    assert report["metric_per_case"][0]["spacing_mm"] == pytest.approx(SPACING)
+    assert per_case["case_000"]["organ"]["Dice"] == 1.0 and per_case["case_000"]["lesion"]["HD95"] == 0.0
+    # a shift of 2 slices of 2 mm: the lesion's surface points are at most 4 mm from the other surface
+    assert 0 < per_case["case_001"]["lesion"]["HD95"] <= 4.0 + 1e-5
+    assert per_case["case_001"]["organ"]["Dice"] == pytest.approx(dice(references["case_001"],
+                                                                         predictions["case_001"], 1))
+    # lesion predicted as organ: lesion missing in the prediction -> Dice 0, HD95 = ASSD = image diagonal
+    diagonal = math.sqrt(sum((n * s) ** 2 for n, s in zip(SHAPE, SPACING)))
+    assert per_case["case_002"]["lesion"]["Dice"] == 0.0
+    assert per_case["case_002"]["lesion"]["ASSD"] == pytest.approx(diagonal, rel=1e-6)
+    # no lesion in reference and prediction: a correct "absent"
+    assert per_case["case_003"]["lesion"] == {**per_case["case_003"]["lesion"], "Dice": 1.0, "IoU": 1.0,
+                                              "HD95": 0.0, "ASSD": 0.0, "NSD": 1.0}
+    for class_name in ("organ", "lesion"):
+        for metric in ("Dice", "IoU", "HD95", "ASSD", "NSD"):
+            expected = np.mean([per_case[c][class_name][metric] for c in per_case])
+            assert report["mean"][class_name][metric] == pytest.approx(expected)
+    assert report["foreground_mean"]["Dice"] == pytest.approx(
+        (report["mean"]["organ"]["Dice"] + report["mean"]["lesion"]["Dice"]) / 2)
+    assert "| class | labels | NSD tol. (mm) | Dice | IoU | HD95 (mm) | ASSD (mm) | NSD |" in process.stdout
+    assert "| lesion | 2 | 3 |" in process.stdout and "**foreground mean**" in process.stdout
+
+
+def test_evaluate_names_missing_predictions_in_one_line(tmp_path):
+    references, predictions = fake_cases()
+    write_cases(tmp_path / "ref", references)
+    write_cases(tmp_path / "pred", {k: v for k, v in predictions.items() if k not in ("case_001", "case_003")})
+    (tmp_path / "dataset.json").write_text(json.dumps(DATASET_JSON))
+    with pytest.raises(SystemExit) as exit_info:
+        main_evaluate([str(tmp_path / "ref"), str(tmp_path / "pred"), "-djfile", str(tmp_path / "dataset.json"),
+                       "-np", "1"])
+    message = str(exit_info.value.code)
+    assert "lacks 2 of 4 case(s): case_001, case_003" in message and "\n" not in message
+
+
+def test_evaluate_2d_nifti(tmp_path):
+    square = np.zeros((40, 30), np.uint8)
+    square[10:22, 8:16] = 1
+    for folder, label_map in (("ref", square), ("pred", np.roll(square, 3, axis=1))):
+        os.makedirs(tmp_path / folder)
+        write_label_map(tmp_path / folder / "img_000.nii.gz", label_map, (0.5, 1.5))
+    dataset_json = {"labels": {"background": 0, "square": 1}, "file_ending": ".nii.gz"}
+    report = evaluate_folders(str(tmp_path / "ref"), str(tmp_path / "pred"), dataset_json, 1.0)
+    assert report["metric_per_case"][0]["shape"] == [40, 30]
+    assert report["metric_per_case"][0]["spacing_mm"] == pytest.approx([0.5, 1.5])
+    metrics = report["metric_per_case"][0]["metrics"]["square"]
+    assert metrics["Dice"] == pytest.approx(5 / 8)
+    assert metrics["HD95"] == pytest.approx(3 * 1.5, rel=1e-5)
+    write_label_map(tmp_path / "pred" / "img_000.nii.gz", square, (0.5, 1.0))
+    with pytest.raises(EvaluationError, match="case img_000: prediction spacing .* differs from reference"):
+        evaluate_folders(str(tmp_path / "ref"), str(tmp_path / "pred"), dataset_json, 1.0)
+
+
+def test_evaluate_cv_on_fake_nnunet_layout(tmp_path):
+    dataset, model = "Dataset901_Fake", "nnUNetTrainerFake__nnUNetPlans__3d_fullres"
+    preprocessed, results = tmp_path / "preprocessed" / dataset, tmp_path / "results" / dataset / model
+    references, predictions = fake_cases()
+    write_cases(preprocessed / "gt_segmentations", references)
+    os.makedirs(results)
+    for folder in (preprocessed, results):
+        (folder / "dataset.json").write_text(json.dumps(DATASET_JSON))
+    splits = [{"train": ["case_002", "case_003"], "val": ["case_000", "case_001"]},
+              {"train": ["case_000", "case_001"], "val": ["case_002", "case_003"]}]
+    (preprocessed / "splits_final.json").write_text(json.dumps(splits))
+    for fold, split in enumerate(splits):
+        write_cases(results / f"fold_{fold}" / "validation", {c: predictions[c] for c in split["val"]})
+    env = {"nnUNet_preprocessed": str(tmp_path / "preprocessed"), "nnUNet_results": str(tmp_path / "results")}
+    process = run_command("nnUNetv2_morse_evaluate_cv", "-d", "901", "-tr", "nnUNetTrainerFake", "-c", "3d_fullres",
+                          "-f", "0", "1", "-np", "1", env=env)
+    report = json.loads((results / "crossval_boundary_metrics.json").read_text())
+    assert report["dataset"] == dataset and report["num_cases"] == 4
+    assert {e["case"]: e["fold"] for e in report["metric_per_case"]} == \
+        {"case_000": 0, "case_001": 0, "case_002": 1, "case_003": 1}
+    assert report["folds"]["0"]["num_cases"] == 2 and report["folds"]["0"]["mean"]["organ"]["Dice"] == \
+        pytest.approx((1 + dice(references["case_001"], predictions["case_001"], 1)) / 2)
+    markdown = (results / "crossval_boundary_metrics.md").read_text()
+    assert markdown.startswith(f"# {model} on {dataset}: cross-validation, folds 0, 1")
+    assert "| organ | 1 | 1 |" in markdown and markdown.split("# ", 1)[1] in process.stdout
+
+    os.remove(results / "fold_1" / "validation" / "case_003.nii.gz")
+    failed = run_command("nnUNetv2_morse_evaluate_cv", "-d", dataset, "-tr", "nnUNetTrainerFake", "-c",
+                         "3d_fullres", "-f", "0", "1", env=env, expected_returncode=1)
+    assert failed.stderr.strip().count("\n") == 0 and "lacks 1 of 2 case(s): case_003" in failed.stderr
+
+
+def fake_report(dice_by_case, hd95_by_case):
+    """A minimal metric report of one class "organ" with the given per-case Dice and HD95 (ASSD = HD95 / 2)."""
+    cases = []
+    for index, (dice, hd95) in enumerate(zip(dice_by_case, hd95_by_case)):
+        metrics = {"Dice": dice, "IoU": dice / (2 - dice), "HD95": hd95, "ASSD": hd95 / 2, "NSD": dice}
+        cases.append({"case": f"case_{index:03d}", "metrics": {"organ": metrics}})
+    return {"classes": {"organ": {"labels": [1], "nsd_tolerance_mm": 1.0}}, "metric_per_case": cases}
+
+
+def test_compare_cli_p_values_markdown_json_and_png(tmp_path):
+    rng = np.random.default_rng(0)
+    baseline_dice = rng.uniform(0.6, 0.8, 10)
+    baseline_hd95 = rng.uniform(5.0, 10.0, 10)
+    reports = {"baseline": fake_report(baseline_dice, baseline_hd95),
+               "MORSE": fake_report(baseline_dice + rng.uniform(0.02, 0.06, 10),
+                                    baseline_hd95 - rng.uniform(1.0, 3.0, 10)),
+               "same": fake_report(baseline_dice, baseline_hd95)}
+    paths = []
+    for name, report in reports.items():
+        paths.append(tmp_path / name / "metrics.json")
+        os.makedirs(paths[-1].parent)
+        paths[-1].write_text(json.dumps(report))
+    prefix = tmp_path / "out" / "morse_vs_baseline"
+    process = run_command("nnUNetv2_morse_compare", *paths, "--names", "nnUNetTrainer", "MORSE", "same", "-o",
+                          prefix)
+    comparison = json.loads(prefix.with_suffix(".json").read_text())
+    assert comparison["baseline"] == "nnUNetTrainer" and comparison["num_cases"] == 10
+    morse = comparison["comparisons"]["MORSE"]["organ"]
+    assert morse["Dice"]["p_value"] < 0.01 and morse["Dice"]["mean_difference"] > 0
+    assert morse["HD95"]["p_value"] < 0.01 and morse["HD95"]["mean_difference"] < 0
+    assert morse["Dice"]["p_value"] == pytest.approx(2 / 2 ** 10)  # exact: all 10 differences of one sign
+    same = comparison["comparisons"]["same"]["organ"]["HD95"]
+    assert same["p_value"] == 1.0 and same["mean_difference"] == 0.0 and "all 10 paired differences are zero" in \
+        same["note"]
+    assert comparison["comparisons"]["MORSE"]["foreground mean"]["Dice"]["p_value"] == morse["Dice"]["p_value"]
+    markdown = prefix.with_suffix(".md").read_text()
+    assert "## MORSE vs nnUNetTrainer" in markdown and "## same vs nnUNetTrainer" in markdown
+    assert "Difference = model - baseline" in markdown and "HD95, ASSD (mm): lower is better" in markdown
+    organ_hd95_row = next(line for line in markdown.splitlines() if line.startswith("| organ | HD95 (mm) |"))
+    assert organ_hd95_row.split("|")[-3].strip() == "MORSE"  # "favours" column
+    assert "## MORSE vs nnUNetTrainer" in process.stdout
+
+    png = prefix.with_suffix(".png").read_bytes()
+    assert png[:8] == PNG_SIGNATURE
+    from PIL import Image
+    with Image.open(prefix.with_suffix(".png")) as image:
+        image.verify()
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.image
+    pixels = matplotlib.image.imread(prefix.with_suffix(".png"))
+    assert pixels.shape[0] >= 800 and pixels.shape[1] >= 1000 and pixels.std() > 0.01
+
+
+def test_compare_small_samples_and_unpaired_cases(tmp_path):
+    baseline = fake_report([0.7, 0.8, 0.75], [5.0, 6.0, 7.0])
+    better = fake_report([0.71, 0.81, 0.75], [4.0, 6.0, 6.5])
+    comparison = compare_reports([baseline, better], ["base", "better"], ["base.json", "better.json"])
+    dice = comparison["comparisons"]["better"]["organ"]["Dice"]
+    assert dice["num_nonzero_differences"] == 2 and 0 < dice["p_value"] <= 1
+    assert "p < 0.05 unattainable" in dice["note"]
+    assert "unattainable" in markdown_report(comparison)
+    plot_differences(comparison, str(tmp_path / "small.png"))
+    assert (tmp_path / "small.png").read_bytes()[:8] == PNG_SIGNATURE
+
+    unpaired = fake_report([0.7, 0.8], [5.0, 6.0])
+    with pytest.raises(ComparisonError, match="lacks 1 case.*case_002"):
+        compare_reports([baseline, unpaired], ["base", "short"], ["base.json", "short.json"])
