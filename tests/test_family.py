@@ -93,3 +93,20 @@ def test_family_configurations():
     assert nnUNetTrainerMORSE.morse_config == MorseConfig()
     with pytest.raises(MorseConfigError):
         MorseConfig(expert_drop_prob=1.0)
+
+
+def test_picture_of_the_method_at_work(workspace, tmp_path):
+    from PIL import Image
+    from nnunetv2_morse.evaluation.picture import make_picture
+
+    torch.manual_seed(0)
+    trainer = make_trainer("nnUNetTrainerMORSE_alpha0p5", workspace)
+    trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch = 1, 2, 1
+    trainer.run_training()
+    raw = workspace / "raw" / f"Dataset{DATASET_ID}_MorseSynthetic"
+    out = make_picture(trainer.output_folder_base, [str(raw / "imagesTr" / "case_0000_0000.nii.gz")],
+                       str(tmp_path / "fig4.png"), reference_file=str(raw / "labelsTr" / "case_0000.nii.gz"))
+    with open(out, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    width, height = Image.open(out).size
+    assert width > 3 * height  # six panels side by side
