@@ -119,3 +119,20 @@ def test_too_many_experts_for_the_plan_is_refused():
 
     with pytest.raises(ValueError, match=r"num_experts=5 .*1\.\.3"):
         build(TooMany, 2, True, n_stages=4)
+
+
+@pytest.mark.parametrize("trainer_name", ["nnUNetTrainerPointRend", "nnUNetTrainerMoE", "nnUNetTrainerSMoE",
+                                          "nnUNetTrainerIAR", "nnUNetTrainerIARMoE", "nnUNetTrainerMORSE"])
+def test_every_family_network_in_3d(trainer_name):
+    """3D smoke run of the family at the paper's widths: train forward and backward, rebuild, refine."""
+    from nnunetv2_morse.trainers import family
+    trainer = getattr(family, trainer_name, nnUNetTrainerMORSE)
+    torch.manual_seed(0)
+    trained = build(trainer, 3, True)
+    out = trained.train()(torch.randn(1, 1, 16, 16, 16), torch.tensor(0.5))
+    out.point_logits.float().mean().backward()
+    assert all(p.grad is not None for p in trained.rendering.parameters())
+    rebuilt = build(trainer, 3, False)
+    rebuilt.load_state_dict(trained.state_dict(), strict=True)
+    with torch.no_grad():
+        assert rebuilt.eval()(torch.randn(1, 1, 16, 16, 16)).shape == (1, 3, 16, 16, 16)

@@ -2,6 +2,10 @@
 
 Each is the family trainer with num_epochs changed; `nnUNetTrainerMORSE_demo` is sized for the CPU demo.
 """
+import random
+from typing import Optional
+
+import numpy as np
 import torch
 
 from nnunetv2_morse.trainers import family
@@ -12,11 +16,17 @@ FAMILY = (nnUNetTrainerMORSE, family.nnUNetTrainerPointRend, family.nnUNetTraine
           family.nnUNetTrainerIAR, family.nnUNetTrainerIARMoE)
 
 
-def with_schedule(base: type, name: str, num_epochs: int, iterations: int = 250, val_iterations: int = 50) -> type:
-    """A subclass of base named `name` that trains num_epochs of `iterations` iterations."""
+def with_schedule(base: type, name: str, num_epochs: int, iterations: int = 250, val_iterations: int = 50,
+                  seed: Optional[int] = None) -> type:
+    """A subclass of base named `name` that trains num_epochs of `iterations` iterations; with a seed, the random
+    generators are seeded before the network is built (so trainers that share a U-Net start from the same one)."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
+        if seed is not None:
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            random.seed(seed)
         base.__init__(self, plans, configuration, fold, dataset_json, device)
         self.num_epochs = num_epochs
         self.num_iterations_per_epoch = iterations
