@@ -23,8 +23,11 @@ DATASETS = ("synthetic2d", "synthetic3d", "boundary2d", "boundary3d", "colin27_2
 SCHEDULES = {"cpu": (3, 40, 10), "full": (1000, 250, 50)}  # epochs, iterations per epoch, validation iterations
 
 
-def build_dataset(kind: str, size: str, raw_dir: str, dataset_id: int, seed: int) -> str:
-    """Writes the benchmark dataset as nnU-Net raw data; returns its folder."""
+def build_dataset(kind: str, size: str, raw_dir: str, preprocessed_dir: str, dataset_id: int, seed: int) -> str:
+    """Writes the benchmark dataset as nnU-Net raw data (Colin27: and its contiguous-block splits); returns its folder.
+
+    --size cpu: 10 training cases (synthetic, boundary); Colin27 downsampled 2x in-plane, in 2D every 3rd slice.
+    """
     small = size == "cpu"
     if kind.startswith("synthetic"):
         from nnunetv2_morse.synthetic import make_synthetic_dataset
@@ -32,10 +35,11 @@ def build_dataset(kind: str, size: str, raw_dir: str, dataset_id: int, seed: int
                                       num_training=10 if small else 40, num_test=2, seed=seed)
     if kind.startswith("boundary"):
         from nnunetv2_morse.boundary_benchmark import make_boundary_dataset
-        return make_boundary_dataset(raw_dir, dataset_id, dim=int(kind[-2]), num_training=10 if small else 40,
+        return make_boundary_dataset(raw_dir, dataset_id, dim=int(kind[-2]), num_training=10 if small else None,
                                      num_test=2, seed=seed)
     from nnunetv2_morse.colin27 import make_colin27_dataset
-    return make_colin27_dataset(raw_dir, dataset_id, mode=kind[-2:], small=small)
+    return make_colin27_dataset(raw_dir, dataset_id, mode=kind[-2:], every=3 if small and kind.endswith("2d") else 1,
+                                downsample=2 if small else 1, preprocessed_dir=preprocessed_dir)
 
 
 def schedule_module(trainers: Sequence[str], epochs: int, iterations: int, val_iterations: int, seed: int) -> str:
@@ -84,7 +88,7 @@ def run_study(kind: str, size: str, workdir: str, trainers: Sequence[str], folds
     run = Runner({**paths, "nnUNet_extTrainer": os.pathsep.join([TRAINER_DIR, trainer_dir]),
                   **({"nnUNet_def_n_proc": "1"} if size == "cpu" else {})})
 
-    folder = build_dataset(kind, size, paths["nnUNet_raw"], dataset_id, seed)
+    folder = build_dataset(kind, size, paths["nnUNet_raw"], paths["nnUNet_preprocessed"], dataset_id, seed)
     dataset = os.path.basename(folder)
     configuration = "3d_fullres" if kind.endswith("3d") else "2d"
     run("nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", configuration, "--verify_dataset_integrity",

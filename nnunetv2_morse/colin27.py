@@ -1,0 +1,295 @@
+"""A real-anatomy boundary benchmark: the Colin27 T1 MRI with its AAL labelling, as an nnU-Net v2 raw dataset.
+
+Source: Debian's ``mricron-data`` package, ``/usr/share/mricron/templates/``: ``ch2.nii.gz`` (Colin27 T1, 181 x 217 x
+181 uint8 at 1 mm), ``aal.nii.gz`` (the AAL atlas drawn on it, same grid, region ids 1..116) and ``aal.nii.txt``
+(lines ``<id> <name> <code>``, e.g. ``29 Insula_L 3001``).
+
+Classes. The 116 AAL regions are grouped by name into the lobes of AAL's own hierarchy (Tzourio-Mazoyer et al.
+2002; the same grouping as the thousands digit of the region codes, 2xxx to 9xxx):
+
+==  ==================  ==========================================================================================
+ 1  frontal             Precentral, Frontal_*, Rolandic_Oper, Supp_Motor_Area, Olfactory, Rectus
+ 2  insula              Insula
+ 3  limbic              Cingulum_* (anterior, middle, posterior), Hippocampus, ParaHippocampal, Amygdala
+ 4  occipital           Calcarine, Cuneus, Lingual, Occipital_*, Fusiform
+ 5  parietal            Postcentral, Parietal_*, SupraMarginal, Angular, Precuneus, Paracentral_Lobule
+ 6  subcortical_grey    Caudate, Putamen, Pallidum, Thalamus
+ 7  temporal            Heschl, Temporal_* (including the temporal poles)
+ 8  cerebellum          Cerebelum_* (hemispheres) and Vermis_*
+==  ==================  ==========================================================================================
+
+Left and right are merged: the lobes are what a segmentation must separate along anatomical borders, and eight
+classes keep every class present in most slices. Background (0) is everything AAL leaves unlabelled: white matter,
+CSF, skull and scalp, so the classes are cortical and deep grey matter with the folded grey-white and grey-CSF
+borders, and lobe-lobe borders where grey matter of two lobes touches.
+
+Cases. ``mode="2d"``: one case per axial slice (numpy axis 0 of the volume, z), a 2D image of shape (217, 181)
+(y, x) at 1 mm. ``mode="3d"``: the same slices stacked into axial slabs of about ``slab_thickness`` slices. Only
+the slices from the first to the last one whose labelled area reaches ``min_brain_fraction`` of the largest
+slice's are used (2D: slices below that are skipped), every ``every``-th of them (3D: slice spacing ``every`` mm).
+``downsample`` F > 1 crops y and x to multiples of F and averages the image / takes the majority label over F x F
+blocks (in-plane spacing F mm); z is never resampled.
+
+Folds. All cases are training cases of a single subject, so neighbouring slices are nearly identical; the 5 folds'
+validation sets are therefore contiguous blocks of slices (slabs) in z order, each case validated exactly once.
+``splits_final.json`` is written to ``$nnUNet_preprocessed/Dataset<ID>_<name>/``, where nnU-Net reads it, and to
+the raw dataset folder. ``nnUNetv2_plan_and_preprocess`` keeps it: it only replaces its configuration folders
+(e.g. ``nnUNetPlans_2d``), and its planner (2.8, the version required here) copies the raw folder's copy there
+when it is missing and checks that the two agree.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from nnunetv2_morse.boundary_benchmark import (block_mean, majority_downsample, prepare_raw_dataset_folder,
+                                                write_dataset_json)
+from nnunetv2_morse.synthetic import FILE_ENDING, _to_sitk
+
+__all__ = ["make_colin27_dataset", "read_region_names", "class_of_region", "region_class_lut", "contiguous_folds",
+           "missing_source_files", "CLASS_GROUPS", "LABELS", "DEFAULT_SOURCE_DIR", "SOURCE_FILES"]
+
+DEFAULT_SOURCE_DIR = "/usr/share/mricron/templates"
+T1_FILE, ATLAS_FILE, NAMES_FILE = "ch2.nii.gz", "aal.nii.gz", "aal.nii.txt"
+SOURCE_FILES = (T1_FILE, ATLAS_FILE, NAMES_FILE)
+INSTALL_COMMAND = "apt-get install -y mricron-data"
+
+# (class name, AAL region name prefixes), class index = position + 1
+CLASS_GROUPS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
+    ("frontal", ("Precentral", "Frontal_", "Rolandic_Oper", "Supp_Motor_Area", "Olfactory", "Rectus")),
+    ("insula", ("Insula",)),
+    ("limbic", ("Cingulum_", "Hippocampus", "ParaHippocampal", "Amygdala")),
+    ("occipital", ("Calcarine", "Cuneus", "Lingual", "Occipital_", "Fusiform")),
+    ("parietal", ("Postcentral", "Parietal_", "SupraMarginal", "Angular", "Precuneus", "Paracentral_Lobule")),
+    ("subcortical_grey", ("Caudate", "Putamen", "Pallidum", "Thalamus")),
+    ("temporal", ("Heschl", "Temporal_")),
+    ("cerebellum", ("Cerebelum_", "Vermis_")),
+)
+LABELS: Dict[str, int] = {"background": 0, **{name: i + 1 for i, (name, _) in enumerate(CLASS_GROUPS)}}
+NUM_FOLDS = 5
+
+
+def missing_source_files(source_dir: str) -> List[str]:
+    """Names of ``SOURCE_FILES`` that are not in ``source_dir``."""
+    return [f for f in SOURCE_FILES if not os.path.isfile(os.path.join(source_dir, f))]
+
+
+def read_region_names(path: str) -> Dict[int, str]:
+    """{region id: name} from an ``aal.nii.txt``-style file of lines ``<id> <name> <code>`` (CRLF or LF)."""
+    names = {}
+    with open(path) as f:
+        for line_number, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 3 or not fields[0].isdigit():
+                raise ValueError(f"{path}:{line_number}: expected '<id> <name> <code>', got {line.strip()!r}")
+            names[int(fields[0])] = fields[1]
+    return names
+
+
+def class_of_region(name: str) -> int:
+    """Class index (1..8, see ``CLASS_GROUPS``) of an AAL region name such as ``Frontal_Sup_Orb_L``."""
+    for index, (_, prefixes) in enumerate(CLASS_GROUPS):
+        if name.startswith(prefixes):
+            return index + 1
+    raise ValueError(f"AAL region {name!r} belongs to none of the classes {list(LABELS)[1:]}")
+
+
+def region_class_lut(names: Dict[int, str]) -> np.ndarray:
+    """Lookup table of shape (256,) uint8: region id -> class; 0 -> 0, ids not in ``names`` -> 255 (unknown)."""
+    lut = np.full(256, 255, dtype=np.uint8)
+    lut[0] = 0
+    for region_id, name in names.items():
+        if not 1 <= region_id <= 255:
+            raise ValueError(f"AAL region id {region_id} ({name}) is outside 1..255")
+        lut[region_id] = class_of_region(name)
+    return lut
+
+
+def contiguous_folds(case_ids: Sequence[str], num_folds: int = NUM_FOLDS) -> List[Dict[str, List[str]]]:
+    """nnU-Net splits: fold k validates the k-th of ``num_folds`` contiguous, near-equal blocks of ``case_ids``
+    (in the given order) and trains on all other cases."""
+    if len(case_ids) < num_folds:
+        raise ValueError(f"only {len(case_ids)} cases, need at least {num_folds} for {num_folds} folds")
+    splits = []
+    for block in np.array_split(np.arange(len(case_ids)), num_folds):
+        val = set(block.tolist())
+        splits.append({"train": [c for i, c in enumerate(case_ids) if i not in val],
+                       "val": [case_ids[i] for i in sorted(val)]})
+    return splits
+
+
+def _load_source(source_dir: str) -> Tuple[sitk.Image, np.ndarray, np.ndarray]:
+    """(T1 image, T1 array float32 (z, y, x), class labels uint8 (z, y, x)) from ``source_dir``."""
+    missing = missing_source_files(source_dir)
+    if missing:
+        raise FileNotFoundError(f"Colin27 files missing in {source_dir} ({', '.join(missing)}): install Debian's "
+                                f"mricron-data package: sudo {INSTALL_COMMAND} (or pass --install)")
+    t1 = sitk.ReadImage(os.path.join(source_dir, T1_FILE))
+    atlas = sitk.ReadImage(os.path.join(source_dir, ATLAS_FILE))
+    if (t1.GetSize() != atlas.GetSize() or not np.allclose(t1.GetSpacing(), atlas.GetSpacing())
+            or not np.allclose(t1.GetOrigin(), atlas.GetOrigin())
+            or not np.allclose(t1.GetDirection(), atlas.GetDirection())):
+        raise ValueError(f"{T1_FILE} and {ATLAS_FILE} in {source_dir} are not on the same voxel grid")
+    regions = sitk.GetArrayFromImage(atlas)
+    if regions.dtype != np.uint8:
+        raise ValueError(f"{ATLAS_FILE} must hold uint8 region ids, found {regions.dtype}")
+    lut = region_class_lut(read_region_names(os.path.join(source_dir, NAMES_FILE)))
+    labels = lut[regions]
+    if (labels == 255).any():
+        unknown = sorted(set(np.unique(regions[labels == 255]).tolist()))
+        raise ValueError(f"{ATLAS_FILE} holds region ids {unknown} that {NAMES_FILE} does not name")
+    return t1, sitk.GetArrayFromImage(t1).astype(np.float32), labels
+
+
+def _downsample_in_plane(image: np.ndarray, labels: np.ndarray, factor: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Crop y, x (the last two axes) to multiples of ``factor``; block-mean the image, majority-vote the labels."""
+    if factor == 1:
+        return image, labels
+    ny, nx = (n - n % factor for n in image.shape[-2:])
+    blocks = (1,) * (image.ndim - 2) + (factor, factor)
+    return (block_mean(image[..., :ny, :nx], blocks).astype(np.float32),
+            majority_downsample(labels[..., :ny, :nx], blocks, len(LABELS)))
+
+
+def make_colin27_dataset(raw_dir: str, dataset_id: int, mode: str = "2d", every: int = 1, downsample: int = 1,
+                         slab_thickness: int = 16, min_brain_fraction: float = 0.05,
+                         source_dir: str = DEFAULT_SOURCE_DIR, preprocessed_dir: Optional[str] = None,
+                         name: str = "Colin27AAL") -> str:
+    """Write ``<raw_dir>/Dataset<ID>_<name>`` (nnU-Net v2 raw format, no imagesTs) and ``splits_final.json``;
+    return the raw folder.
+
+    mode: "2d" (axial slices) or "3d" (axial slabs of about ``slab_thickness`` kept slices); every: keep every
+    every-th slice; downsample: in-plane block size (spacing in mm); min_brain_fraction: labelled area relative to
+    the largest slice's below which end slices are dropped; preprocessed_dir: default ``$nnUNet_preprocessed``.
+    Case ids are ``colin27_z<first>`` (2D) and ``colin27_z<first>-<last>`` (3D), z being the source slice index.
+    """
+    if mode not in ("2d", "3d"):
+        raise ValueError(f"mode must be '2d' or '3d', got {mode!r}")
+    if every < 1 or downsample < 1 or slab_thickness < 1:
+        raise ValueError(f"every, downsample and slab_thickness must be >= 1, got {every}, {downsample}, "
+                         f"{slab_thickness}")
+    if not 0.0 <= min_brain_fraction <= 1.0:
+        raise ValueError(f"min_brain_fraction must be in [0, 1], got {min_brain_fraction}")
+    preprocessed_dir = preprocessed_dir or os.environ.get("nnUNet_preprocessed")
+    if not preprocessed_dir:
+        raise ValueError("nnUNet_preprocessed is not set: export it or pass preprocessed_dir (splits_final.json "
+                         "goes there)")
+    t1, image, labels = _load_source(source_dir)
+    brain_area = (labels > 0).reshape(labels.shape[0], -1).sum(axis=1)
+    if brain_area.max() == 0:
+        raise ValueError(f"{ATLAS_FILE} in {source_dir} labels no voxel")
+    enough_brain = np.nonzero(brain_area >= min_brain_fraction * brain_area.max())[0]
+    slices = np.arange(enough_brain[0], enough_brain[-1] + 1, every)
+    if mode == "2d":
+        slices = slices[brain_area[slices] >= min_brain_fraction * brain_area.max()]
+    image, labels = _downsample_in_plane(image[slices], labels[slices], downsample)
+
+    direction = np.array(t1.GetDirection()).reshape(3, 3)
+    block_centre = (downsample - 1) / 2.0
+    if mode == "2d":
+        groups = [[i] for i in range(len(slices))]
+        case_ids = [f"colin27_z{z:03d}" for z in slices]
+        spacing = (float(downsample) * t1.GetSpacing()[1], float(downsample) * t1.GetSpacing()[0])
+        direction_out = direction[:2, :2]
+    else:
+        num_slabs = max(1, int(round(len(slices) / slab_thickness)))
+        groups = [list(g) for g in np.array_split(np.arange(len(slices)), num_slabs)]
+        case_ids = [f"colin27_z{slices[g[0]]:03d}-{slices[g[-1]]:03d}" for g in groups]
+        spacing = (float(every) * t1.GetSpacing()[2], float(downsample) * t1.GetSpacing()[1],
+                   float(downsample) * t1.GetSpacing()[0])
+        direction_out = direction
+    if len(case_ids) < NUM_FOLDS:
+        raise ValueError(f"only {len(case_ids)} {mode} cases, need at least {NUM_FOLDS} for {NUM_FOLDS} folds: lower "
+                         f"--every{' or --slab-thickness' if mode == '3d' else ''}")
+    splits = contiguous_folds(case_ids)
+
+    folder = prepare_raw_dataset_folder(raw_dir, dataset_id, name, ("imagesTr", "labelsTr"))
+    for case_id, group in zip(case_ids, groups):
+        corner = t1.TransformContinuousIndexToPhysicalPoint((block_centre, block_centre, float(slices[group[0]])))
+        if mode == "2d":
+            case_image, case_labels, origin = image[group[0]], labels[group[0]], corner[1::-1]
+        else:
+            case_image, case_labels, origin = image[group], labels[group], corner[::-1]
+        for array, path in ((case_image, os.path.join(folder, "imagesTr", f"{case_id}_0000{FILE_ENDING}")),
+                            (case_labels, os.path.join(folder, "labelsTr", case_id + FILE_ENDING))):
+            sitk_image = _to_sitk(array, spacing, origin)
+            sitk_image.SetDirection(tuple(direction_out.ravel().tolist()))
+            sitk.WriteImage(sitk_image, path, True)
+
+    write_dataset_json(folder, name, f"Colin27 T1 (mricron-data ch2) with AAL regions grouped into lobes; {mode} "
+                                     f"axial {'slices' if mode == '2d' else 'slabs'}, every {every}, in-plane "
+                                     f"downsampling {downsample}; folds are contiguous blocks in z.", "T1", LABELS,
+                       len(case_ids))
+    split_folders = (folder, os.path.join(preprocessed_dir, os.path.basename(folder)))
+    for split_folder in split_folders:
+        os.makedirs(split_folder, exist_ok=True)
+        with open(os.path.join(split_folder, "splits_final.json"), "w") as f:
+            json.dump(splits, f, indent=2)
+    return folder
+
+
+def _install_source(source_dir: str) -> Optional[str]:
+    """Run ``apt-get install -y mricron-data`` for the default source folder; return an error line or None."""
+    if os.path.abspath(source_dir) != os.path.abspath(DEFAULT_SOURCE_DIR):
+        return f"--install fills {DEFAULT_SOURCE_DIR} only; drop --source or --install"
+    if shutil.which("apt-get") is None:
+        return (f"apt-get not found: mricron-data is a Debian/Ubuntu package; elsewhere pass --source DIR holding "
+                f"{', '.join(SOURCE_FILES)}")
+    if os.geteuid() != 0:
+        return f"--install needs root: run 'sudo {INSTALL_COMMAND}' (or rerun this command as root)"
+    result = subprocess.run(INSTALL_COMMAND.split())
+    if result.returncode != 0:
+        return f"'{INSTALL_COMMAND}' failed with exit code {result.returncode} (try 'apt-get update' first)"
+    return None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Console script ``nnUNetv2_morse_make_colin27``: writes into ``$nnUNet_raw`` and ``$nnUNet_preprocessed``."""
+    parser = argparse.ArgumentParser(
+        description="Write the Colin27 T1 + AAL lobes benchmark (Debian mricron-data) as an nnU-Net v2 raw dataset "
+                    "into $nnUNet_raw, with contiguous-block folds in $nnUNet_preprocessed/<dataset>/"
+                    "splits_final.json.")
+    parser.add_argument("-d", "--dataset-id", type=int, required=True, help="nnU-Net dataset id (1..999)")
+    parser.add_argument("--mode", choices=("2d", "3d"), required=True, help="axial slices or axial slabs")
+    parser.add_argument("--every", type=int, default=1, help="keep every K-th axial slice (default 1)")
+    parser.add_argument("--downsample", type=int, default=1,
+                        help="in-plane block size F: F x F voxels become one, spacing F mm (default 1; 2 for CPU)")
+    parser.add_argument("--slab-thickness", type=int, default=16, help="3D: kept slices per slab (default 16)")
+    parser.add_argument("--source", default=None,
+                        help=f"folder with {', '.join(SOURCE_FILES)} (default {DEFAULT_SOURCE_DIR})")
+    parser.add_argument("--install", action="store_true",
+                        help=f"run '{INSTALL_COMMAND}' if the files are missing (needs root)")
+    parser.add_argument("--name", default="Colin27AAL", help="dataset name (default Colin27AAL)")
+    args = parser.parse_args(argv)
+    source_dir = args.source or DEFAULT_SOURCE_DIR
+    for variable in ("nnUNet_raw", "nnUNet_preprocessed"):
+        if not os.environ.get(variable):
+            print(f"{variable} is not set: export {variable}=/path/to/{variable} first", file=sys.stderr)
+            return 1
+    if args.install and missing_source_files(source_dir):
+        error = _install_source(source_dir)
+        if error:
+            print(error, file=sys.stderr)
+            return 1
+    try:
+        folder = make_colin27_dataset(os.environ["nnUNet_raw"], args.dataset_id, mode=args.mode, every=args.every,
+                                      downsample=args.downsample, slab_thickness=args.slab_thickness,
+                                      source_dir=source_dir, name=args.name)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
