@@ -20,21 +20,19 @@ case streams, file conventions and SimpleITK helpers are used here; object sizes
 """
 
 import argparse
-import json
 import os
-import re
-import shutil
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 
-from nnunetv2_morse.synthetic import FILE_ENDING, _case_origin, _case_rng, _random_rotation, _to_sitk
+from nnunetv2_morse.synthetic import (FILE_ENDING, _case_origin, _case_rng, _random_rotation, _to_sitk,
+                                      prepare_raw_dataset_folder, write_dataset_json)
 
 __all__ = ["make_boundary_dataset", "generate_boundary_case", "majority_downsample", "block_mean",
-           "prepare_raw_dataset_folder", "write_dataset_json", "LABELS", "DEFAULT_SHAPES", "DEFAULT_SPACINGS",
+           "LABELS", "DEFAULT_SHAPES", "DEFAULT_SPACINGS",
            "SUPERSAMPLING"]
 
 LABELS = {"background": 0, "vessel": 1, "wall": 2, "lumen": 3, "parenchyma": 4}
@@ -244,45 +242,6 @@ def generate_boundary_case(shape: Sequence[int], spacing: Sequence[float],
     image = image * _smooth_bias_field(shape, rng, strength=0.15)
     image = image + rng.normal(0.0, rng.uniform(0.12, 0.2), size=shape) + rng.uniform(-0.2, 0.2)
     return image.astype(np.float32), majority_downsample(label, (factor,) * dim, len(LABELS))
-
-
-def prepare_raw_dataset_folder(raw_dir: str, dataset_id: int, name: str, subfolders: Sequence[str]) -> str:
-    """Create an empty ``<raw_dir>/Dataset<ID>_<name>`` with ``subfolders`` (an existing one is replaced) and
-    return its absolute path. Refuses a different dataset folder with the same id."""
-    if not 1 <= int(dataset_id) <= 999:
-        raise ValueError(f"dataset_id must be in 1..999, got {dataset_id}")
-    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
-        raise ValueError(f"dataset name {name!r} may only contain letters, digits, '_' and '-'")
-    os.makedirs(raw_dir, exist_ok=True)
-    folder_name = f"Dataset{int(dataset_id):03d}_{name}"
-    prefix = f"Dataset{int(dataset_id):03d}_"
-    clashes = [d for d in os.listdir(raw_dir)
-               if d.startswith(prefix) and d != folder_name and os.path.isdir(os.path.join(raw_dir, d))]
-    if clashes:
-        raise RuntimeError(f"{raw_dir} already holds {clashes[0]} with the same dataset id {dataset_id}; remove it "
-                           f"or use another id")
-    folder = os.path.join(os.path.abspath(raw_dir), folder_name)
-    if os.path.isdir(folder):
-        shutil.rmtree(folder)
-    for sub in subfolders:
-        os.makedirs(os.path.join(folder, sub))
-    return folder
-
-
-def write_dataset_json(folder: str, name: str, description: str, channel_name: str, labels: Dict[str, int],
-                       num_training: int) -> None:
-    """nnU-Net v2 ``dataset.json`` for a single-channel ``.nii.gz`` dataset read with SimpleITK."""
-    dataset_json = {
-        "name": name,
-        "description": description,
-        "channel_names": {"0": channel_name},
-        "labels": labels,
-        "numTraining": int(num_training),
-        "file_ending": FILE_ENDING,
-        "overwrite_image_reader_writer": "SimpleITKIO",
-    }
-    with open(os.path.join(folder, "dataset.json"), "w") as f:
-        json.dump(dataset_json, f, indent=2)
 
 
 def make_boundary_dataset(raw_dir: str, dataset_id: int, dim: int = 2, num_training: Optional[int] = None,

@@ -14,7 +14,7 @@ import json
 import os
 import re
 import shutil
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -120,6 +120,45 @@ def _case_origin(rng: np.random.Generator, dim: int) -> np.ndarray:
     return np.round(rng.uniform(-50.0, 50.0, size=dim), 2)
 
 
+def prepare_raw_dataset_folder(raw_dir: str, dataset_id: int, name: str, subfolders: Sequence[str]) -> str:
+    """Create an empty ``<raw_dir>/Dataset<ID>_<name>`` with ``subfolders`` (an existing one is replaced) and
+    return its absolute path. Refuses a different dataset folder with the same id."""
+    if not 1 <= int(dataset_id) <= 999:
+        raise ValueError(f"dataset_id must be in 1..999, got {dataset_id}")
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+        raise ValueError(f"dataset name {name!r} may only contain letters, digits, '_' and '-'")
+    os.makedirs(raw_dir, exist_ok=True)
+    folder_name = f"Dataset{int(dataset_id):03d}_{name}"
+    prefix = f"Dataset{int(dataset_id):03d}_"
+    clashes = [d for d in os.listdir(raw_dir)
+               if d.startswith(prefix) and d != folder_name and os.path.isdir(os.path.join(raw_dir, d))]
+    if clashes:
+        raise RuntimeError(f"{raw_dir} already holds {clashes[0]} with the same dataset id {dataset_id}; remove it "
+                           f"or use another id")
+    folder = os.path.join(os.path.abspath(raw_dir), folder_name)
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    for sub in subfolders:
+        os.makedirs(os.path.join(folder, sub))
+    return folder
+
+
+def write_dataset_json(folder: str, name: str, description: str, channel_name: str, labels: Dict[str, int],
+                       num_training: int) -> None:
+    """nnU-Net v2 ``dataset.json`` for a single-channel ``.nii.gz`` dataset read with SimpleITK."""
+    dataset_json = {
+        "name": name,
+        "description": description,
+        "channel_names": {"0": channel_name},
+        "labels": labels,
+        "numTraining": int(num_training),
+        "file_ending": FILE_ENDING,
+        "overwrite_image_reader_writer": "SimpleITKIO",
+    }
+    with open(os.path.join(folder, "dataset.json"), "w") as f:
+        json.dump(dataset_json, f, indent=2)
+
+
 def make_synthetic_dataset(raw_dir: str, dataset_id: int, name: str = "MorseSynthetic", dim: int = 2,
                            num_training: int = 8, num_test: int = 2, shape: Optional[tuple] = None,
                            num_foreground_classes: int = 2, spacing: Optional[tuple] = None, seed: int = 0) -> str:
@@ -133,32 +172,16 @@ def make_synthetic_dataset(raw_dir: str, dataset_id: int, name: str = "MorseSynt
     """
     if dim not in (2, 3):
         raise ValueError(f"dim must be 2 or 3, got {dim}")
-    if not 1 <= int(dataset_id) <= 999:
-        raise ValueError(f"dataset_id must be in 1..999, got {dataset_id}")
     if num_foreground_classes < 1 or num_foreground_classes > 250:
         raise ValueError("num_foreground_classes must be in 1..250")
     if num_training < 1 or num_test < 0:
         raise ValueError("need num_training >= 1 and num_test >= 0")
-    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
-        raise ValueError(f"dataset name {name!r} may only contain letters, digits, '_' and '-'")
     shape = tuple(int(s) for s in (DEFAULT_SHAPES[dim] if shape is None else shape))
     spacing = tuple(float(s) for s in (DEFAULT_SPACINGS[dim] if spacing is None else spacing))
     if len(shape) != dim or len(spacing) != dim:
         raise ValueError(f"shape {shape} and spacing {spacing} must both have {dim} entries")
 
-    os.makedirs(raw_dir, exist_ok=True)
-    folder_name = f"Dataset{int(dataset_id):03d}_{name}"
-    prefix = f"Dataset{int(dataset_id):03d}_"
-    clashes = [d for d in os.listdir(raw_dir)
-               if d.startswith(prefix) and d != folder_name and os.path.isdir(os.path.join(raw_dir, d))]
-    if clashes:
-        raise RuntimeError(f"{raw_dir} already holds {clashes[0]} with the same dataset id {dataset_id}; nnU-Net "
-                           f"could not tell the datasets apart. Remove it or use another id.")
-    folder = os.path.join(os.path.abspath(raw_dir), folder_name)
-    if os.path.isdir(folder):
-        shutil.rmtree(folder)
-    for sub in ("imagesTr", "labelsTr", "imagesTs"):
-        os.makedirs(os.path.join(folder, sub))
+    folder = prepare_raw_dataset_folder(raw_dir, dataset_id, name, ("imagesTr", "labelsTr", "imagesTs"))
 
     def write(split: str, index: int, with_label: bool):
         rng = _case_rng(seed, split, index)
@@ -177,18 +200,7 @@ def make_synthetic_dataset(raw_dir: str, dataset_id: int, name: str = "MorseSynt
     for j in range(num_test):
         write("test", num_training + j, False)
 
-    labels: Dict[str, int] = {"background": 0}
-    for c in range(1, num_foreground_classes + 1):
-        labels[f"class_{c}"] = c
-    dataset_json = {
-        "name": name,
-        "description": f"Synthetic {dim}D ellipse/ellipsoid dataset for MORSE (seed {seed}).",
-        "channel_names": {"0": "synthetic"},
-        "labels": labels,
-        "numTraining": int(num_training),
-        "file_ending": FILE_ENDING,
-        "overwrite_image_reader_writer": "SimpleITKIO",
-    }
-    with open(os.path.join(folder, "dataset.json"), "w") as f:
-        json.dump(dataset_json, f, indent=2)
+    labels = {"background": 0, **{f"class_{c}": c for c in range(1, num_foreground_classes + 1)}}
+    write_dataset_json(folder, name, f"Synthetic {dim}D ellipse/ellipsoid dataset for MORSE (seed {seed}).",
+                       "synthetic", labels, num_training)
     return folder

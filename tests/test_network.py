@@ -6,7 +6,7 @@ from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_morse.config import MorseConfig
-from nnunetv2_morse.network import MorseNetwork, MorseTrainingOutput
+from nnunetv2_morse.network import MorseTrainingOutput
 from nnunetv2_morse.points import select_uncertain_voxels
 from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE
 from plans import SMALL, SmallMORSE, build

@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-from nnunetv2_morse.config import MorseConfig
 from nnunetv2_morse.encoding import FourierPositionalEncoding
 from nnunetv2_morse.experts import PointMixtureOfExperts, draw_kept_experts
 from nnunetv2_morse.head import PointHead, rendering_loss

@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 DATASETS = ("synthetic2d", "synthetic3d", "boundary2d", "boundary3d", "colin27_2d", "colin27_3d")
 SCHEDULES = {"cpu": (3, 40, 10), "full": (1000, 250, 50)}  # epochs, iterations per epoch, validation iterations
