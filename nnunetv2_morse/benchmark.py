@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -105,9 +105,25 @@ def saved_for_backward_mb(network: torch.nn.Module, data: torch.Tensor) -> float
     return sum(storages.values()) / 2 ** 20
 
 
+def head_and_unet_flops(morse: torch.nn.Module, patch: Sequence[int], num_points: int) -> Tuple[int, int]:
+    """FLOPs of the coarse U-Net forward of one patch and of the point renderer at num_points (torch's counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next(morse.parameters()).device
+    with FlopCounterMode(display=False) as unet_counter, torch.no_grad():
+        morse.decode(morse.encoder(torch.randn(1, 1, *patch, device=device)))
+    small = [4] * len(patch)
+    stages = [torch.randn(1, c, *small, device=device) for c in morse.encoder.output_channels[:morse.num_experts]]
+    coarse = torch.randn(1, morse.decoder.num_classes, *small, device=device)
+    with FlopCounterMode(display=False) as head_counter, torch.no_grad():
+        morse.rendering(stages, coarse, torch.rand(1, num_points, len(patch), device=device))
+    return unet_counter.get_total_flops(), head_counter.get_total_flops()
+
+
 def time_test_points(network: torch.nn.Module, patch: Sequence[int], counts: Sequence[int],
                      device: torch.device, repeats: int = 3) -> List[dict]:
-    """Eval forward time of one patch for each N_test, against the coarse U-Net forward alone."""
+    """Eval forward time of one patch for each N_test against the coarse U-Net forward alone, and the head's FLOPs
+    against the U-Net's."""
     from nnunetv2_morse.trainers.morse import unwrap_network
 
     morse = unwrap_network(network)
@@ -131,7 +147,9 @@ def time_test_points(network: torch.nn.Module, patch: Sequence[int], counts: Seq
         for count in counts:
             morse.rendering.num_test_points = count
             full = best_time(lambda: morse(x))
-            rows.append({"num_test_points": count, "coarse_s": coarse, "refined_s": full, "ratio": full / coarse})
+            unet_flops, head_flops = head_and_unet_flops(morse, patch, count)
+            rows.append({"num_test_points": count, "coarse_s": coarse, "refined_s": full, "ratio": full / coarse,
+                         "unet_gflop": unet_flops / 1e9, "head_gflop": head_flops / 1e9})
     return rows
 
 
@@ -225,8 +243,10 @@ def format_table(rows: List[dict], baseline: str) -> str:
     for r in rows:
         if r["test_points_sweep"]:
             lines += ["", f"N_test sweep, {r['trainer']}: one patch, eval forward against the coarse U-Net forward",
-                      "", "| N_test | coarse (s) | refined (s) | ratio |", "| --- | --- | --- | --- |"]
-            lines += [f"| {t['num_test_points']} | {t['coarse_s']:.3f} | {t['refined_s']:.3f} | {t['ratio']:.3f} |"
+                      "", "| N_test | coarse (s) | refined (s) | ratio | U-Net GFLOP | head GFLOP | head / U-Net |",
+                      "| --- | --- | --- | --- | --- | --- | --- |"]
+            lines += [f"| {t['num_test_points']} | {t['coarse_s']:.3f} | {t['refined_s']:.3f} | {t['ratio']:.3f} | "
+                      f"{t['unet_gflop']:.1f} | {t['head_gflop']:.1f} | {t['head_gflop'] / t['unet_gflop']:.3f} |"
                       for t in r["test_points_sweep"]]
     return "\n".join(lines)
 

@@ -1,6 +1,8 @@
 """The benchmark command runs end to end on the CPU at a tiny size and writes its table."""
 import json
 
+import pytest
+
 from nnunetv2_morse import benchmark
 
 
@@ -16,7 +18,10 @@ def test_benchmark_smoke(tmp_path, monkeypatch, capsys):
     for row in (baseline, morse):
         assert row["step_s"] > 0 and row["inference_s"] > 0 and row["peak_memory_mb"] > 0
     assert morse["saved_for_backward_mb"] > baseline["saved_for_backward_mb"]
-    assert [t["num_test_points"] for t in morse["test_points_sweep"]] == [256, 1024]
+    sweep = morse["test_points_sweep"]
+    assert [t["num_test_points"] for t in sweep] == [256, 1024]
+    assert 0 < sweep[0]["head_gflop"] < sweep[1]["head_gflop"] and sweep[0]["unet_gflop"] == sweep[1]["unet_gflop"]
+    assert sweep[1]["head_gflop"] == pytest.approx(4 * sweep[0]["head_gflop"], rel=0.05)  # linear in N_test
     table = (tmp_path / "benchmark_3d_fullres_cpu.md").read_text()
     assert "| nnUNetTrainerMORSE |" in table and "N_test sweep" in table
     assert "| nnUNetTrainerMORSE |" in capsys.readouterr().out
