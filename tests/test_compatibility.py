@@ -12,7 +12,7 @@ from nnunetv2.evaluation.find_best_configuration import find_best_configuration
 from nnunetv2.run.run_training import get_trainer_from_args
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-from workspace import nnunet_environment, prepare_dataset
+from workspace import prepare_dataset, workspace_with_trainers
 
 DATASET_ID = 963
 TRAINERS = textwrap.dedent('''
@@ -38,10 +38,7 @@ TRAINERS = textwrap.dedent('''
 @pytest.fixture(scope="module")
 def five_folds(tmp_path_factory):
     """Both trainers, five folds each, validated with probabilities saved (as `nnUNetv2_train ... --npz`)."""
-    root = tmp_path_factory.mktemp("compat")
-    (root / "trainers").mkdir()
-    (root / "trainers" / "morse_compat_test_trainers.py").write_text(TRAINERS)
-    with nnunet_environment(root, ext_trainer_dirs=[root / "trainers"]):
+    with workspace_with_trainers(tmp_path_factory.mktemp("compat"), "morse_compat_test_trainers", TRAINERS) as root:
         prepare_dataset(root, DATASET_ID, dim=2, num_training=5, num_test=1, seed=5)
         os.environ["nnUNet_def_n_proc"] = "1"
         for name in ("nnUNetTrainer_tiny", "nnUNetTrainerMORSE_tiny"):

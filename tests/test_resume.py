@@ -12,7 +12,7 @@ from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoi
 from nnunetv2_morse.config import MorseConfig
 from nnunetv2_morse.schedule import awa_weight
 from nnunetv2_morse.trainers.morse import MorseCheckpointError
-from workspace import nnunet_environment, prepare_dataset
+from workspace import prepare_dataset, workspace_with_trainers
 
 DATASET_ID = 962
 EPOCHS, ITERATIONS, STOP = 4, 3, 1
@@ -40,10 +40,7 @@ TRAINERS = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("resume")
-    (root / "trainers").mkdir()
-    (root / "trainers" / "morse_resume_test_trainers.py").write_text(TRAINERS)
-    with nnunet_environment(root, ext_trainer_dirs=[root / "trainers"]):
+    with workspace_with_trainers(tmp_path_factory.mktemp("resume"), "morse_resume_test_trainers", TRAINERS) as root:
         prepare_dataset(root, DATASET_ID, dim=2, num_training=5, num_test=1, seed=4)
         yield root
 

@@ -28,6 +28,15 @@ def nnunet_environment(root, ext_trainer_dirs=()):
                 os.environ[key] = value
 
 
+@contextlib.contextmanager
+def workspace_with_trainers(root, module_name, trainers_source):
+    """nnunet_environment(root) whose nnUNet_extTrainer also holds root/trainers/<module_name>.py."""
+    (root / "trainers").mkdir()
+    (root / "trainers" / f"{module_name}.py").write_text(trainers_source)
+    with nnunet_environment(root, ext_trainer_dirs=[root / "trainers"]):
+        yield root
+
+
 def prepare_dataset(root, dataset_id, configuration="2d", **synthetic_kwargs):
     """Makes, plans and preprocesses a synthetic dataset inside an active nnunet_environment(root)."""
     make_synthetic_dataset(str(root / "raw"), dataset_id, **synthetic_kwargs)
