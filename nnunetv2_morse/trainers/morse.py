@@ -127,7 +127,6 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
         super().on_train_epoch_start()
         self._iteration_in_epoch = 0
         self._epoch_rend_losses = []
-        self._rng_state_to_restore: Optional[dict] = None
 
     def train_step(self, batch: dict) -> dict:
         data = batch["data"].to(self.device, non_blocking=True)
