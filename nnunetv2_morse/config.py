@@ -11,7 +11,7 @@ HEAD_TRAINING = ("decoupled", "scaled")
 GATES = ("pointwise", "dense")
 
 PAPER_NUM_EXPERTS = {2: 5, 3: 3}
-# 2D: the paper's. 3D: +3.9% of the FLOPs of a 128^3 3d_fullres U-Net forward (README, 'N_test in 3D').
+# 2D: the paper's. 3D: +3.6% of the FLOPs of a 128^3 3d_fullres U-Net forward (README, 'N_test in 3D').
 DEFAULT_NUM_TEST_POINTS = {2: 8192, 3: 16384}
 
 
