@@ -190,9 +190,10 @@ def evaluate_folders(reference_folder: str, prediction_folder: str, dataset_json
 def model_folder(dataset_name: str, trainer: str, plans: str, configuration: str) -> str:
     """$nnUNet_results/DATASET/TRAINER__PLANS__CONFIGURATION."""
     from nnunetv2.paths import nnUNet_results
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
     if not nnUNet_results.is_set():
         raise EvaluationError("nnUNet_results is not set")
-    return os.path.join(nnUNet_results.get(), dataset_name, f"{trainer}__{plans}__{configuration}")
+    return get_output_folder(dataset_name, trainer, plans, configuration)
 
 
 def validation_cases(splits_file: str, fold: int, validation_folder: str, file_ending: str) -> List[str]:

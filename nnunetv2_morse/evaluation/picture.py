@@ -140,11 +140,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("-chk", default="checkpoint_final.pth")
     parser.add_argument("-o", required=True, help="output PNG")
     args = parser.parse_args(argv)
-    from nnunetv2.paths import nnUNet_results
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
 
-    folder = os.path.join(str(nnUNet_results), maybe_convert_to_dataset_name(args.d), f"{args.tr}__{args.p}__{args.c}")
-    print(make_picture(folder, args.i, args.o, args.f, args.slice, args.r, args.chk))
+    print(make_picture(get_output_folder(args.d, args.tr, args.p, args.c), args.i, args.o, args.f, args.slice, args.r,
+                       args.chk))
 
 
 if __name__ == "__main__":
