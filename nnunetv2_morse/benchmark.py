@@ -26,6 +26,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from nnunetv2_morse.precision import AUTOCAST_ENVIRONMENT_VARIABLE
+
 PRESETS = {
     "2d": {"configuration": "2d", "planner": "ExperimentPlanner", "plans_name": "nnUNetPlans"},
     "3d_fullres": {"configuration": "3d_fullres", "planner": "ExperimentPlanner", "plans_name": "nnUNetPlans",
@@ -145,7 +147,7 @@ def time_test_points(network: torch.nn.Module, patch: Sequence[int], counts: Seq
     with torch.no_grad():
         coarse = best_time(lambda: morse.decode(morse.encoder(x)))
         for count in counts:
-            morse.rendering.num_test_points = count
+            morse.set_num_test_points(count)
             full = best_time(lambda: morse(x))
             unet_flops, head_flops = head_and_unet_flops(morse, patch, count)
             rows.append({"num_test_points": count, "coarse_s": coarse, "refined_s": full, "ratio": full / coarse,
@@ -153,10 +155,42 @@ def time_test_points(network: torch.nn.Module, patch: Sequence[int], counts: Seq
     return rows
 
 
+def initialize_without_data(trainer, num_input_channels: int, num_classes: int) -> bool:
+    """What nnUNetTrainer.initialize does, without a preprocessed dataset: network (compiled where nnU-Net would
+    compile it), optimizer, scheduler, loss. Returns whether the network was compiled."""
+    trainer.num_input_channels = num_input_channels
+    trainer.network = trainer.build_network_architecture(
+        trainer.plans_manager, trainer.configuration_manager, num_input_channels, num_classes, True).to(trainer.device)
+    compiled = trainer._do_i_compile()
+    if compiled:
+        trainer.network = torch.compile(trainer.network)
+    trainer.optimizer, trainer.lr_scheduler = trainer.configure_optimizers()
+    trainer.loss = trainer._build_loss()
+    trainer.was_initialized = True
+    trainer.network.train()
+    return compiled
+
+
+def random_batch(trainer, num_input_channels: int, num_classes: int, generator: torch.Generator) -> dict:
+    """A training batch of the trainer's patch and batch size: random images, random labels at every
+    deep-supervision scale, as nnU-Net's dataloader delivers it."""
+    patch = trainer.configuration_manager.patch_size
+    batch = trainer.configuration_manager.batch_size
+    data = torch.randn(batch, num_input_channels, *patch, generator=generator)
+    label = torch.randint(0, num_classes, (batch, 1, *patch), generator=generator).float()
+    targets = [torch.nn.functional.interpolate(label, size=[round(p * s) for p, s in zip(patch, scale)], mode="nearest")
+               for scale in trainer._get_deep_supervision_scales()]
+    return {"data": data, "target": targets}
+
+
 def measure_trainer(trainer_name: str, plans_file: str, configuration: str, device: torch.device,
                     patch_size: Optional[Sequence[int]], batch_size: Optional[int], steps: int, warmup: int,
-                    case_scale: float, mirroring: bool, test_points: Sequence[int] = ()) -> dict:
-    """Times train_step and sliding-window inference of one trainer (run in its own process)."""
+                    case_scale: float, mirroring: bool, test_points: Sequence[int] = (), precision: str = "fp16",
+                    profile_file: Optional[str] = None) -> dict:
+    """Times train_step and sliding-window inference of one trainer (run in its own process).
+
+    precision bf16: autocast to bfloat16 without grad scaler, for every trainer (MORSE trainers read
+    $nnUNet_morse_autocast, which main() sets; nnUNetTrainer gets the process-wide default autocast dtype)."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
@@ -170,25 +204,17 @@ def measure_trainer(trainer_name: str, plans_file: str, configuration: str, devi
     plans["continue_training"] = False
     with open(os.path.join(os.environ["nnUNet_raw"], DATASET_NAME, "dataset.json")) as f:
         dataset_json = json.load(f)
+    if precision == "bf16" and device.type == "cuda":
+        torch.set_autocast_dtype("cuda", torch.bfloat16)
     trainer = recursive_find_trainer_class_by_name(trainer_name)(plans, configuration, 0, dataset_json, device)
-    trainer.num_input_channels = 1
-    trainer.network = trainer.build_network_architecture(
-        trainer.plans_manager, trainer.configuration_manager, 1, NUM_CLASSES, True).to(device)
-    if trainer._do_i_compile():
-        trainer.network = torch.compile(trainer.network)
-    trainer.optimizer, trainer.lr_scheduler = trainer.configure_optimizers()
-    trainer.loss = trainer._build_loss()
-    trainer.was_initialized = True
-    trainer.network.train()
-
+    if precision == "bf16":
+        trainer.grad_scaler = None
+    compiled = initialize_without_data(trainer, 1, NUM_CLASSES)
     patch = trainer.configuration_manager.patch_size
     batch = trainer.configuration_manager.batch_size
     generator = torch.Generator().manual_seed(0)
-    data = torch.randn(batch, 1, *patch, generator=generator)
-    label = torch.randint(0, NUM_CLASSES, (batch, 1, *patch), generator=generator).float()
-    targets = [torch.nn.functional.interpolate(label, size=[round(p * s) for p, s in zip(patch, scale)], mode="nearest")
-               for scale in trainer._get_deep_supervision_scales()]
-    sample = {"data": data, "target": targets}
+    sample = random_batch(trainer, 1, NUM_CLASSES, generator)
+    data = sample["data"]
 
     def sync():
         if device.type == "cuda":
@@ -205,6 +231,8 @@ def measure_trainer(trainer_name: str, plans_file: str, configuration: str, devi
     sync()
     step_time = (time.perf_counter() - start) / steps
     train_memory = peak_memory_mb(device)
+    if profile_file:
+        write_profile(lambda: trainer.train_step(sample), device, profile_file)
     saved_mb = saved_for_backward_mb(trainer.network, data.to(device))
 
     trainer.set_deep_supervision_enabled(False)
@@ -225,9 +253,38 @@ def measure_trainer(trainer_name: str, plans_file: str, configuration: str, devi
     inference_time = time.perf_counter() - start
     sweep = time_test_points(trainer.network, patch, test_points, device) \
         if test_points and hasattr(trainer, "morse_config") else []
-    return {"trainer": trainer_name, "patch_size": list(patch), "batch_size": batch, "step_s": step_time,
+    return {"trainer": trainer_name, "compiled": compiled, "precision": precision if device.type == "cuda" else "fp32",
+            "patch_size": list(patch), "batch_size": batch, "step_s": step_time,
             "peak_memory_mb": train_memory, "saved_for_backward_mb": saved_mb, "inference_s": inference_time,
             "case_shape": list(case.shape[1:]), "test_points_sweep": sweep}
+
+
+def write_profile(step, device: torch.device, path: str, steps: int = 3) -> None:
+    """torch.profiler table of `steps` training steps, operators sorted by their own device (or CPU) time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        for _ in range(steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    with open(path, "w") as f:
+        f.write(profiler.key_averages().table(sort_by=sort_by, row_limit=40, max_name_column_width=80))
+
+
+def over_budget(rows: List[dict], baseline: str) -> List[str]:
+    """The issue's budgets against the baseline: step time and peak memory <= 1.05x, inference <= 1.10x."""
+    base = next(r for r in rows if r["trainer"] == baseline)
+    lines = []
+    for r in rows:
+        for key, name, budget in (("step_s", "step time", 1.05), ("peak_memory_mb", "peak memory", 1.05),
+                                  ("inference_s", "inference", 1.10)):
+            ratio = r[key] / base[key]
+            if r is not base and ratio > budget:
+                lines.append(f"{r['trainer']}: {name} {ratio:.3f}x, {ratio / budget - 1:.1%} over the {budget}x budget")
+    return lines
 
 
 def format_table(rows: List[dict], baseline: str) -> str:
@@ -269,6 +326,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--no-mirroring", action="store_true")
     parser.add_argument("--test-points", type=int, nargs="*", default=[],
                         help="also time one patch's eval forward of each MORSE trainer at these N_test")
+    parser.add_argument("--precision", choices=("fp16", "bf16"), default="fp16",
+                        help="CUDA autocast dtype: fp16 with nnU-Net's grad scaler (its default) or bf16 without")
+    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                        help="torch.compile the network: auto = nnU-Net's default (on for CUDA, off for CPU)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also write a torch.profiler table of 3 training steps per trainer to --out")
     parser.add_argument("--out", default="benchmark_results", help="folder for the .md and .json files")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--plans-file", help=argparse.SUPPRESS)
@@ -279,8 +342,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     batch_size = args.batch_size or (PRESETS[args.preset].get("batch_size") if args.device == "cuda" else None)
 
     if args.worker:
+        profile_file = os.path.join(args.out, f"profile_{args.preset}_{args.worker}.txt") if args.profile else None
         result = measure_trainer(args.worker, args.plans_file, configuration, device, patch_size, batch_size,
-                                 args.steps, args.warmup, args.case_scale, not args.no_mirroring, args.test_points)
+                                 args.steps, args.warmup, args.case_scale, not args.no_mirroring, args.test_points,
+                                 args.precision, profile_file)
         print("RESULT " + json.dumps(result))
         return
 
@@ -288,15 +353,21 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     workdir = tempfile.mkdtemp(prefix="morse_benchmark_")
     plans_file = make_plans(args.preset, workdir, args.image_shape)
     env = dict(os.environ, nnUNet_extTrainer=os.pathsep.join(filter(None, [TRAINER_DIR, os.environ.get("nnUNet_extTrainer")])))
+    env[AUTOCAST_ENVIRONMENT_VARIABLE] = "bfloat16" if args.precision == "bf16" else "float16"
+    if args.compile != "auto":
+        env["nnUNet_compile"] = "1" if args.compile == "on" else "0"
+    os.makedirs(args.out, exist_ok=True)
     rows = []
     for name in args.trainers:
         command = [sys.executable, "-m", "nnunetv2_morse.benchmark", "--worker", name, "--plans-file", plans_file,
                    "--preset", args.preset, "--device", args.device, "--steps", str(args.steps),
-                   "--warmup", str(args.warmup), "--case-scale", str(args.case_scale)]
+                   "--warmup", str(args.warmup), "--case-scale", str(args.case_scale), "--precision", args.precision,
+                   "--out", args.out]
         command += ["--patch-size", *map(str, args.patch_size)] if args.patch_size else []
         command += ["--batch-size", str(args.batch_size)] if args.batch_size else []
         command += ["--no-mirroring"] if args.no_mirroring else []
         command += ["--test-points", *map(str, args.test_points)] if args.test_points else []
+        command += ["--profile"] if args.profile else []
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         if done.returncode != 0 or not result:
@@ -309,12 +380,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     header = (f"{args.preset} ({configuration}, patch {rows[0]['patch_size']}, batch {rows[0]['batch_size']}, "
               f"inference case {rows[0]['case_shape']}, mirroring {'off' if args.no_mirroring else 'on'}) on "
-              f"{device_name}, torch {torch.__version__}, {datetime.date.today().isoformat()}; "
+              f"{device_name}, torch {torch.__version__}, {datetime.date.today().isoformat()}, precision "
+              f"{rows[0]['precision']}, torch.compile {'on' if rows[0]['compiled'] else 'off'}; "
               f"memory: {'torch.cuda.max_memory_allocated' if device.type == 'cuda' else 'peak process RSS'}")
     table = format_table(rows, args.trainers[0])
+    budget = over_budget(rows, args.trainers[0])
+    table += "\n\nBudgets (step, memory <= 1.05x; inference <= 1.10x): " + (
+        "all met." if not budget else "over budget:\n" + "\n".join(f"- {line}" for line in budget))
     print("\n" + header + "\n\n" + table)
-    os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"benchmark_{args.preset}_{args.device}")
+    stem = os.path.join(args.out, f"benchmark_{args.preset}_{args.device}"
+                        + ("_bf16" if args.precision == "bf16" and args.device == "cuda" else ""))
     with open(stem + ".md", "w") as f:
         f.write(header + "\n\n" + table + "\n")
     with open(stem + ".json", "w") as f:

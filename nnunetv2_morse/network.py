@@ -77,7 +77,9 @@ class PointRenderer(nn.Module):
         return self.seg_layers["point_head"](point_features, coarse_at_points, coords).transpose(1, 2)
 
     def refine(self, stage_features: Sequence[torch.Tensor], coarse: torch.Tensor) -> torch.Tensor:
-        """coarse (B, K, *S) with its num_test_points most uncertain voxels re-predicted by the head."""
+        """coarse (B, K, *S) with its num_test_points most uncertain voxels re-predicted by the head (none: coarse)."""
+        if self.num_test_points == 0:
+            return coarse
         flat_indices = select_uncertain_voxels(coarse, self.num_test_points, self.region_outputs)
         coords = voxel_centres(flat_indices, coarse.shape[2:])
         return write_point_logits(coarse, flat_indices, self(stage_features, coarse, coords))
@@ -107,6 +109,12 @@ class MorseNetwork(nn.Module):
         """Declare sigmoid region outputs (nnU-Net's region-based training). Stored in the state dict, so a network
         rebuilt from the plans alone and loaded from a checkpoint knows it too."""
         self.rendering.seg_layers["point_head"].set_region_outputs(enabled)
+
+    def set_num_test_points(self, count: int) -> None:
+        """Re-predict `count` voxels per patch at inference (0: the coarse U-Net output), e.g. to sweep N_test."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"num_test_points={count!r} is invalid: allowed integers >= 0 (0 = coarse output)")
+        self.rendering.num_test_points = count
 
     def decode(self, skips: Sequence[torch.Tensor]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
         """nnU-Net's UNetDecoder.forward, also returning the last N stages' features (highest resolution first).

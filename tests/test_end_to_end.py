@@ -94,3 +94,18 @@ def test_plan_train_resume_predict(nnunet_workarea, tmp_path, dim):
         assert np.allclose(prediction.GetDirection(), image.GetDirection())
         values = set(np.unique(sitk.GetArrayFromImage(prediction)).tolist())
         assert values <= label_values, f"{name}: predicted labels {values}, dataset labels {label_values}"
+
+    if dim == 2:
+        # inference time and quality against N_test on the fold's validation cases; 0 = the coarse output
+        sweep_dir = str(tmp_path / "test_points")
+        area.run(["nnUNetv2_morse_test_points", "-d", dataset_id, "-c", configuration, "-tr", TRAINER, "-f", "0",
+                  "--counts", "0", "512", "-device", "cpu", "-np", "1", "-o", sweep_dir])
+        with open(os.path.join(sweep_dir, "test_points.json")) as f:
+            sweep = json.load(f)
+        assert [row["num_test_points"] for row in sweep["rows"]] == [0, 512]
+        assert sweep["patch_voxels"] == 64 * 64 and len(sweep["cases"]) == 2
+        for row in sweep["rows"]:
+            assert row["seconds"] > 0 and 0 <= row["foreground_mean"]["Dice"] <= 1
+            predicted = sorted(os.listdir(os.path.join(sweep_dir, f"ntest_{row['num_test_points']}")))
+            assert [p for p in predicted if p.endswith(".nii.gz")] == [f"{case}.nii.gz" for case in sweep["cases"]]
+        assert "| 512 | 12.50% |" in open(os.path.join(sweep_dir, "test_points.md")).read()

@@ -18,6 +18,8 @@ from nnunetv2.utilities.helpers import dummy_context
 from nnunetv2_morse.config import MorseConfig
 from nnunetv2_morse.head import rendering_loss, selectable_voxels
 from nnunetv2_morse.network import MorseNetwork
+from nnunetv2_morse.precision import (AUTOCAST_ENVIRONMENT_VARIABLE, autocast_dtype_from_environment,
+                                      default_autocast_dtype)
 from nnunetv2_morse.schedule import awa_weight
 
 MORSE_LOG_KEYS = ("rend_losses", "awa_weights")
@@ -61,8 +63,15 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
         for key in MORSE_LOG_KEYS:
             self.logger.local_logger.my_fantastic_logging.setdefault(key, [])
         self._iteration_in_epoch = 0
-        self._epoch_rend_losses = []
         self._rng_state_to_restore: Optional[dict] = None
+        self.autocast_dtype = autocast_dtype_from_environment()
+        if self.autocast_dtype == torch.bfloat16:
+            if self.device.type == "cuda":
+                self.grad_scaler = None
+                self.print_to_log_file(f"{AUTOCAST_ENVIRONMENT_VARIABLE}: bf16 autocast, no grad scaler")
+            else:
+                self.print_to_log_file(f"{AUTOCAST_ENVIRONMENT_VARIABLE}=bfloat16 ignored: like nnU-Net, training "
+                                       f"on {self.device.type} runs in float32")
 
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
@@ -126,7 +135,6 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
         self._iteration_in_epoch = 0
-        self._epoch_rend_losses = []
 
     def train_step(self, batch: dict) -> dict:
         data = batch["data"].to(self.device, non_blocking=True)
@@ -143,7 +151,7 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
         selectable = selectable_voxels(full_res_target, ignore, regions)
 
         self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+        with autocast(self.device.type, dtype=self.autocast_dtype) if self.device.type == "cuda" else dummy_context():
             output = self.network(data, backbone_scale, selectable)
             sup_loss = self.loss(output.seg, target)
             rend_loss = rendering_loss(output.point_logits, output.point_coords, full_res_target, ignore, regions)
@@ -160,14 +168,19 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
             torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
             self.optimizer.step()
         self._iteration_in_epoch += 1
-        self._epoch_rend_losses.append(rend_loss.item())
-        objective = (sup_loss + lambda_t * rend_loss).detach()
-        return {"loss": objective.cpu().numpy()}
+        losses = torch.stack([(sup_loss + lambda_t * rend_loss).float(), rend_loss.float()]).detach().cpu().numpy()
+        return {"loss": losses[0], "rend_loss": losses[1]}
+
+    def validation_step(self, batch: dict) -> dict:
+        if self.device.type != "cuda":
+            return super().validation_step(batch)
+        with default_autocast_dtype(self.device.type, self.autocast_dtype):
+            return super().validation_step(batch)
 
     def on_train_epoch_end(self, train_outputs):
         super().on_train_epoch_end(train_outputs)
         last_lambda = awa_weight(self.global_iteration - 1, self.total_iterations, self.morse_config)
-        rend_loss = float(np.mean(self._epoch_rend_losses))
+        rend_loss = float(np.mean([output["rend_loss"] for output in train_outputs]))
         if self.is_ddp:
             gathered = [None] * torch.distributed.get_world_size()
             torch.distributed.all_gather_object(gathered, rend_loss)
