@@ -1,11 +1,15 @@
 """Numerics under reduced precision and degenerate batches."""
+import dataclasses
+
 import pytest
 import torch
 
 from nnunetv2_morse.encoding import FourierPositionalEncoding
 from nnunetv2_morse.experts import PointMixtureOfExperts, draw_kept_experts
 from nnunetv2_morse.head import PointHead, rendering_loss
-from plans import SmallMORSE, build
+from nnunetv2_morse.trainers import family
+from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE
+from plans import SMALL, SmallMORSE, build
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -24,16 +28,52 @@ def test_encoding_and_head_stay_finite_under_autocast(dtype):
     torch.testing.assert_close(psi, exact)
 
 
-def test_network_training_step_is_finite_under_autocast():
+def small_variant(trainer_class: type) -> type:
+    """trainer_class with its configuration at the small test widths."""
+    widths = {f.name: getattr(SMALL, f.name) for f in dataclasses.fields(SMALL)
+              if f.name in ("feature_channels", "expert_hidden", "gate_hidden", "fusion_hidden", "head_hidden",
+                            "num_frequencies", "num_points", "num_test_points")}
+    return type(trainer_class.__name__, (trainer_class,),
+                {"morse_config": dataclasses.replace(trainer_class.morse_config, **widths)})
+
+
+FAMILY = [nnUNetTrainerMORSE, family.nnUNetTrainerPointRend, family.nnUNetTrainerMoE, family.nnUNetTrainerSMoE,
+          family.nnUNetTrainerIAR, family.nnUNetTrainerIARMoE, family.nnUNetTrainerMORSE_denseGate]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("trainer_class", FAMILY, ids=lambda c: c.__name__)
+def test_family_trains_and_refines_finitely_under_autocast(trainer_class, dtype):
+    """The CPU counterpart of tests/test_cuda.py: each family network in fp16 and bf16 autocast."""
     torch.manual_seed(0)
-    net = build(SmallMORSE, 2, True).train()
+    net = build(small_variant(trainer_class), 2, True).train()
     x = torch.randn(2, 1, 32, 32) * 10
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=dtype):
         out = net(x, torch.tensor(0.05))
         loss = rendering_loss(out.point_logits, out.point_coords, torch.zeros(2, 1, 32, 32))
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    net.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=dtype):
+        refined = net(x)[0]
+    assert refined.shape == (2, 3, 32, 32) and torch.isfinite(refined.float()).all()
+
+
+def test_compiled_network_trains_and_matches_eager_at_inference():
+    """torch.compile (inductor, as nnU-Net compiles on CUDA) of the MORSE network: training forward and backward
+    run, and the compiled inference output equals the eager one."""
+    torch.manual_seed(0)
+    net = build(SmallMORSE, 2, deep_supervision=False)
+    compiled = torch.compile(net)
+    x, target = torch.randn(2, 1, 32, 32), torch.randint(0, 3, (2, 1, 32, 32)).float()
+    out = compiled(x, torch.tensor(0.05))
+    loss = out.seg.float().mean() + rendering_loss(out.point_logits, out.point_coords, target)
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in net.rendering.parameters())
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), net(x), rtol=1e-4, atol=1e-4)
 
 
 def test_all_experts_dropped_keeps_one_and_stays_finite():

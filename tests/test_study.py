@@ -2,6 +2,9 @@
 import json
 import os
 
+import pytest
+
+from nnunetv2_morse.evaluation import study
 from nnunetv2_morse.evaluation.study import run_study
 
 
@@ -18,3 +21,11 @@ def test_study_trains_scores_and_compares(tmp_path, monkeypatch):
     results = tmp_path / "nnUNet_results" / "Dataset931_Studysynthetic2d"
     for trainer in ("nnUNetTrainer_study", "nnUNetTrainerMORSE_study"):
         assert (results / f"{trainer}__nnUNetPlans__2d" / "crossval_boundary_metrics.json").is_file()
+
+
+def test_study_refuses_a_single_trainer_before_building_anything(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        study.main(["--trainers", "nnUNetTrainerMORSE", "--workdir", str(tmp_path / "study")])
+    assert exit_info.value.code == 2
+    assert "--trainers needs at least two" in capsys.readouterr().err
+    assert not (tmp_path / "study").exists()

@@ -129,6 +129,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dataset-id", type=int, default=930)
     args = parser.parse_args(argv)
+    if len(args.trainers) < 2:
+        parser.error("--trainers needs at least two: the baseline first, then the trainers compared with it")
     run_study(args.dataset, args.size, args.workdir, args.trainers, args.folds, args.device, args.seed,
               args.dataset_id, args.schedule)
 
