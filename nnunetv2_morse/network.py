@@ -41,7 +41,7 @@ class PointRenderer(nn.Module):
     def __init__(self, config: MorseConfig, stage_channels: Sequence[int], num_classes: int, spatial_dims: int):
         super().__init__()
         self.config = config
-        self.num_test_points = config.test_points_for(spatial_dims)
+        self.num_test_points: Optional[int] = config.num_test_points
         config.check_dimensions(spatial_dims)
         if config.gate == "dense":
             features = DenseMixtureOfExperts(stage_channels, config.feature_channels, config.expert_hidden,
@@ -62,25 +62,38 @@ class PointRenderer(nn.Module):
         """True when the outputs are nnU-Net regions (independent sigmoids) rather than softmax classes."""
         return self.seg_layers["point_head"].region_outputs
 
-    def forward(self, stage_features: Sequence[torch.Tensor], coarse: torch.Tensor,
-                coords: torch.Tensor) -> torch.Tensor:
+    def forward(self, stage_features: Sequence[torch.Tensor], coarse: torch.Tensor, coords: torch.Tensor,
+                backbone_gradient_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Point logits (B, K, P) at coords (B, P, D) from stage features (B, C_i, *S_i) and coarse (B, K, *S).
 
-        The point modules work channels last, (B, P, C): linear layers over points.
+        The point modules work channels last, (B, P, C): linear layers over points. backbone_gradient_scale scales
+        the gradient that flows back into the U-Net; sampling is linear, so scaling it at the sampled points is
+        exact and costs P x C instead of full-resolution maps.
         """
+        def scaled(x: torch.Tensor) -> torch.Tensor:
+            return x if backbone_gradient_scale is None else scale_gradient(x, backbone_gradient_scale)
+
         features = self.seg_layers["point_features"]
         if self.config.gate == "dense":
-            point_features = sample_at_points(features(stage_features, coarse.shape[2:]), coords).transpose(1, 2)
+            dense = features([scaled(f) for f in stage_features], coarse.shape[2:])
+            point_features = sample_at_points(dense, coords).transpose(1, 2)
         else:
-            point_features = features([sample_at_points(f, coords).transpose(1, 2) for f in stage_features])
-        coarse_at_points = sample_at_points(coarse, coords).transpose(1, 2)
+            point_features = features([scaled(sample_at_points(f, coords).transpose(1, 2)) for f in stage_features])
+        coarse_at_points = scaled(sample_at_points(coarse, coords).transpose(1, 2))
         return self.seg_layers["point_head"](point_features, coarse_at_points, coords).transpose(1, 2)
 
+    def test_points_for(self, spatial_shape: Sequence[int]) -> int:
+        """N_test for a patch of spatial_shape: num_test_points if set, else the configuration's default share."""
+        if self.num_test_points is not None:
+            return self.num_test_points
+        return self.config.test_points_for(spatial_shape)
+
     def refine(self, stage_features: Sequence[torch.Tensor], coarse: torch.Tensor) -> torch.Tensor:
-        """coarse (B, K, *S) with its num_test_points most uncertain voxels re-predicted by the head (none: coarse)."""
-        if self.num_test_points == 0:
+        """coarse (B, K, *S) with its N_test most uncertain voxels re-predicted by the head (N_test 0: coarse)."""
+        count = self.test_points_for(coarse.shape[2:])
+        if count == 0:
             return coarse
-        flat_indices = select_uncertain_voxels(coarse, self.num_test_points, self.region_outputs)
+        flat_indices = select_uncertain_voxels(coarse, count, self.region_outputs)
         coords = voxel_centres(flat_indices, coarse.shape[2:])
         return write_point_logits(coarse, flat_indices, self(stage_features, coarse, coords))
 
@@ -110,10 +123,12 @@ class MorseNetwork(nn.Module):
         rebuilt from the plans alone and loaded from a checkpoint knows it too."""
         self.rendering.seg_layers["point_head"].set_region_outputs(enabled)
 
-    def set_num_test_points(self, count: int) -> None:
-        """Re-predict `count` voxels per patch at inference (0: the coarse U-Net output), e.g. to sweep N_test."""
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"num_test_points={count!r} is invalid: allowed integers >= 0 (0 = coarse output)")
+    def set_num_test_points(self, count: Optional[int]) -> None:
+        """Re-predict `count` voxels per patch at inference (0: the coarse U-Net output; None: the configuration's
+        N_test), e.g. to sweep N_test."""
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+            raise ValueError(f"num_test_points={count!r} is invalid: allowed integers >= 0 (0 = coarse output) or "
+                             "None (the configuration's)")
         self.rendering.num_test_points = count
 
     def decode(self, skips: Sequence[torch.Tensor]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
@@ -145,7 +160,4 @@ class MorseNetwork(nn.Module):
             return [refined, *seg_outputs[1:]] if self.decoder.deep_supervision else refined
         coords = sample_training_points(coarse, self.config.num_points, self.config.oversample_ratio,
                                         self.config.importance_ratio, self.rendering.region_outputs, selectable)
-        if backbone_gradient_scale is not None:
-            stage_features = [scale_gradient(f, backbone_gradient_scale) for f in stage_features]
-            coarse = scale_gradient(coarse, backbone_gradient_scale)
-        return MorseTrainingOutput(seg, self.rendering(stage_features, coarse, coords), coords)
+        return MorseTrainingOutput(seg, self.rendering(stage_features, coarse, coords, backbone_gradient_scale), coords)

@@ -10,7 +10,11 @@ def test_paper_defaults():
     assert (cfg.expert_drop_prob, cfg.num_points, cfg.oversample_ratio, cfg.importance_ratio) == (0.7, 2048, 3.0, 0.75)
     assert (cfg.num_frequencies, cfg.rend_loss_weight, cfg.expert_hidden, cfg.feature_channels) == (128, 0.1, (256, 256), 256)
     assert cfg.experts_for(2, 6) == 5 and cfg.experts_for(3, 5) == 3 and cfg.experts_for(2, 3) == 3
-    assert cfg.test_points_for(2) == 8192
+    # N_test: 3.125% of a 2D patch (8192 at 512^2), 0.93% of a 3D one (the paper's 8192 at 96^3)
+    assert cfg.test_points_for((512, 512)) == 8192 and cfg.test_points_for((128, 128)) == 512
+    assert cfg.test_points_for((96, 96, 96)) == 8192 and cfg.test_points_for((128, 128, 128)) == 19418
+    assert cfg.test_points_for((2, 2)) == 1
+    assert MorseConfig(num_test_points=100).test_points_for((512, 512)) == 100
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.expert_drop_prob = 0.5
 

@@ -49,7 +49,7 @@ def train_validate_predict(trainer_class, dim, precision, tmp_path, monkeypatch)
         assert refined.shape == (1, NUM_CLASSES, *trainer.configuration_manager.patch_size)
         assert torch.isfinite(refined).all()
         changed = (refined != coarse).flatten(2).any(1).sum().item()
-        assert 0 < changed <= network.rendering.num_test_points
+        assert 0 < changed <= network.rendering.test_points_for(refined.shape[2:])
 
 
 @pytest.mark.parametrize("precision", ["float16", "bfloat16"])

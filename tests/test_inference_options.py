@@ -1,4 +1,6 @@
 """Options around training precision and inference: $nnUNet_morse_autocast, N_test overrides, the N_test sweep CLI."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -64,9 +66,26 @@ def test_zero_test_points_returns_the_coarse_output_and_counts_are_validated():
         network.set_num_test_points(SMALL.num_test_points)
         changed = (network(x) != seg_outputs[0]).flatten(2).any(1).sum().item()
     assert 0 < changed <= SMALL.num_test_points
+    network.set_num_test_points(None)  # back to the configuration's
+    assert network.rendering.test_points_for((32, 32)) == SMALL.num_test_points
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="num_test_points=.* is invalid: allowed integers >= 0"):
             network.set_num_test_points(bad)
+
+
+def test_default_test_points_follow_the_patch_size():
+    """Without num_test_points, the head re-predicts the configured share of each patch's voxels."""
+    torch.manual_seed(0)
+    network = build(type("ShareMORSE", (SmallMORSE,), {"morse_config": dataclasses.replace(
+        SMALL, num_test_points=None)}), 2, deep_supervision=False).eval()
+    for size in (32, 64):
+        x = torch.randn(1, 1, size, size)
+        with torch.no_grad():
+            coarse = network.decode(network.encoder(x))[1][0]
+            changed = (network(x) != coarse).flatten(2).any(1).sum().item()
+        expected = round(size * size * 8192 / 512 ** 2)
+        assert network.rendering.test_points_for((size, size)) == expected
+        assert 0.9 * expected < changed <= expected
 
 
 def test_test_points_cli_refuses_negative_counts(capsys):

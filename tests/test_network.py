@@ -1,4 +1,6 @@
 """MorseNetwork against the stock nnU-Net U-Net: same coarse outputs, refined only where the head re-predicts."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -90,8 +92,11 @@ def test_stock_checkpoint_loads_as_pretrained_weights(tmp_path):
         assert torch.equal(state[key], value)
 
 
-def test_backbone_gradient_scale_reaches_only_the_unet():
-    _, morse = stock_and_morse(2, True)
+@pytest.mark.parametrize("gate", ["pointwise", "dense"])
+def test_backbone_gradient_scale_reaches_only_the_unet(gate):
+    torch.manual_seed(0)
+    config = dataclasses.replace(SMALL, gate=gate)
+    morse = build(type("ScaledMORSE", (SmallMORSE,), {"morse_config": config}), 2, True)
     x = torch.randn(2, 1, 32, 32)
 
     def grads(scale):

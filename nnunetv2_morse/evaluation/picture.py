@@ -46,7 +46,7 @@ def render_patch(network, patch: np.ndarray) -> dict:
         stage_features, seg_outputs = network.decode(network.encoder(x))
         coarse = seg_outputs[0]
         regions = network.rendering.region_outputs
-        chosen = select_uncertain_voxels(coarse, network.rendering.num_test_points, regions)
+        chosen = select_uncertain_voxels(coarse, network.rendering.test_points_for(coarse.shape[2:]), regions)
         refined = network.rendering.refine(stage_features, coarse)
     sizes = np.array(coarse.shape[2:])
     points = np.round(voxel_centres(chosen, coarse.shape[2:])[0].numpy() * sizes - 0.5).astype(int)
