@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -107,19 +107,27 @@ def saved_for_backward_mb(network: torch.nn.Module, data: torch.Tensor) -> float
     return sum(storages.values()) / 2 ** 20
 
 
-def head_and_unet_flops(morse: torch.nn.Module, patch: Sequence[int], num_points: int) -> Tuple[int, int]:
-    """FLOPs of the coarse U-Net forward of one patch and of the point renderer at num_points (torch's counter)."""
+def unet_flops(morse: torch.nn.Module, patch: Sequence[int]) -> int:
+    """FLOPs of the coarse U-Net forward of one patch (torch's counter)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     device = next(morse.parameters()).device
-    with FlopCounterMode(display=False) as unet_counter, torch.no_grad():
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
         morse.decode(morse.encoder(torch.randn(1, 1, *patch, device=device)))
-    small = [4] * len(patch)
+    return counter.get_total_flops()
+
+
+def head_flops(morse: torch.nn.Module, spatial_dims: int, num_points: int) -> int:
+    """FLOPs of the point renderer at num_points (torch's counter; independent of the patch size)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next(morse.parameters()).device
+    small = [4] * spatial_dims
     stages = [torch.randn(1, c, *small, device=device) for c in morse.encoder.output_channels[:morse.num_experts]]
     coarse = torch.randn(1, morse.decoder.num_classes, *small, device=device)
-    with FlopCounterMode(display=False) as head_counter, torch.no_grad():
-        morse.rendering(stages, coarse, torch.rand(1, num_points, len(patch), device=device))
-    return unet_counter.get_total_flops(), head_counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        morse.rendering(stages, coarse, torch.rand(1, num_points, spatial_dims, device=device))
+    return counter.get_total_flops()
 
 
 def time_test_points(network: torch.nn.Module, patch: Sequence[int], counts: Sequence[int],
@@ -144,14 +152,14 @@ def time_test_points(network: torch.nn.Module, patch: Sequence[int], counts: Seq
         return min(times[1:])
 
     rows = []
+    unet_gflop = unet_flops(morse, patch) / 1e9
     with torch.no_grad():
         coarse = best_time(lambda: morse.decode(morse.encoder(x)))
         for count in counts:
             morse.set_num_test_points(count)
             full = best_time(lambda: morse(x))
-            unet_flops, head_flops = head_and_unet_flops(morse, patch, count)
             rows.append({"num_test_points": count, "coarse_s": coarse, "refined_s": full, "ratio": full / coarse,
-                         "unet_gflop": unet_flops / 1e9, "head_gflop": head_flops / 1e9})
+                         "unet_gflop": unet_gflop, "head_gflop": head_flops(morse, len(patch), count) / 1e9})
     return rows
 
 
