@@ -29,7 +29,7 @@ import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 
 from nnunetv2_morse.synthetic import (FILE_ENDING, _case_origin, _case_rng, _random_rotation, _to_sitk,
-                                      prepare_raw_dataset_folder, write_dataset_json)
+                                      prepare_raw_dataset_folder, run_dataset_builder, write_dataset_json)
 
 __all__ = ["make_boundary_dataset", "generate_boundary_case", "majority_downsample", "block_mean",
            "LABELS", "DEFAULT_SHAPES", "DEFAULT_SPACINGS",
@@ -302,18 +302,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--name", default="MorseBoundary", help="dataset name (default MorseBoundary)")
     args = parser.parse_args(argv)
-    raw_dir = os.environ.get("nnUNet_raw")
-    if not raw_dir:
-        print("nnUNet_raw is not set: export nnUNet_raw=/path/to/nnUNet_raw first", file=sys.stderr)
-        return 1
-    try:
-        folder = make_boundary_dataset(raw_dir, args.dataset_id, dim=args.dim, num_training=args.num_training,
-                                       num_test=args.num_test, shape=args.shape, seed=args.seed, name=args.name)
-    except (ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(folder)
-    return 0
+    return run_dataset_builder(lambda: make_boundary_dataset(
+        os.environ["nnUNet_raw"], args.dataset_id, dim=args.dim, num_training=args.num_training,
+        num_test=args.num_test, shape=args.shape, seed=args.seed, name=args.name))
 
 
 if __name__ == "__main__":

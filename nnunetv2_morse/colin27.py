@@ -50,7 +50,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunetv2_morse.boundary_benchmark import block_mean, majority_downsample
-from nnunetv2_morse.synthetic import FILE_ENDING, _to_sitk, prepare_raw_dataset_folder, write_dataset_json
+from nnunetv2_morse.synthetic import (FILE_ENDING, _to_sitk, prepare_raw_dataset_folder, run_dataset_builder,
+                                      write_dataset_json)
 
 __all__ = ["make_colin27_dataset", "read_region_names", "class_of_region", "region_class_lut", "contiguous_folds",
            "missing_source_files", "CLASS_GROUPS", "LABELS", "DEFAULT_SOURCE_DIR", "SOURCE_FILES"]
@@ -270,24 +271,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--name", default="Colin27AAL", help="dataset name (default Colin27AAL)")
     args = parser.parse_args(argv)
     source_dir = args.source or DEFAULT_SOURCE_DIR
-    for variable in ("nnUNet_raw", "nnUNet_preprocessed"):
-        if not os.environ.get(variable):
-            print(f"{variable} is not set: export {variable}=/path/to/{variable} first", file=sys.stderr)
-            return 1
-    if args.install and missing_source_files(source_dir):
-        error = _install_source(source_dir)
-        if error:
-            print(error, file=sys.stderr)
-            return 1
-    try:
-        folder = make_colin27_dataset(os.environ["nnUNet_raw"], args.dataset_id, mode=args.mode, every=args.every,
-                                      downsample=args.downsample, slab_thickness=args.slab_thickness,
-                                      source_dir=source_dir, name=args.name)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(folder)
-    return 0
+
+    def build() -> str:
+        if args.install and missing_source_files(source_dir):
+            error = _install_source(source_dir)
+            if error:
+                raise RuntimeError(error)
+        return make_colin27_dataset(os.environ["nnUNet_raw"], args.dataset_id, mode=args.mode, every=args.every,
+                                    downsample=args.downsample, slab_thickness=args.slab_thickness,
+                                    source_dir=source_dir, name=args.name)
+
+    return run_dataset_builder(build, ("nnUNet_raw", "nnUNet_preprocessed"))
 
 
 if __name__ == "__main__":

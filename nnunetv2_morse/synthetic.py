@@ -14,7 +14,8 @@ import json
 import os
 import re
 import shutil
-from typing import Dict, Optional, Sequence, Tuple
+import sys
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -157,6 +158,22 @@ def write_dataset_json(folder: str, name: str, description: str, channel_name: s
     }
     with open(os.path.join(folder, "dataset.json"), "w") as f:
         json.dump(dataset_json, f, indent=2)
+
+
+def run_dataset_builder(build: Callable[[], str], variables: Sequence[str] = ("nnUNet_raw",)) -> int:
+    """Body of the dataset builders' console scripts: refuse unset nnU-Net path variables, run build, print the
+    folder it wrote (exit code 0) or its error in one line (exit code 1)."""
+    for variable in variables:
+        if not os.environ.get(variable):
+            print(f"{variable} is not set: export {variable}=/path/to/{variable} first", file=sys.stderr)
+            return 1
+    try:
+        folder = build()
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(folder)
+    return 0
 
 
 def make_synthetic_dataset(raw_dir: str, dataset_id: int, name: str = "MorseSynthetic", dim: int = 2,

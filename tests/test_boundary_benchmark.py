@@ -12,6 +12,7 @@ from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset
 from nnunetv2_morse.boundary_benchmark import (LABELS, generate_boundary_case, main, majority_downsample,
                                                make_boundary_dataset)
 from nnunetv2_morse.synthetic import _case_rng, generate_case
+from workspace import assert_raw_layout
 
 
 def arrays(folder):
@@ -43,9 +44,7 @@ def adjacent_class_pairs(label):
 def test_layout_and_dataset_json(tmp_path):
     folder = make_boundary_dataset(str(tmp_path), 21, dim=2, num_training=3, num_test=2, shape=(48, 48))
     assert folder == os.path.join(str(tmp_path), "Dataset021_MorseBoundary")
-    assert sorted(os.listdir(os.path.join(folder, "imagesTr"))) == [f"case_{i:04d}_0000.nii.gz" for i in range(3)]
-    assert sorted(os.listdir(os.path.join(folder, "labelsTr"))) == [f"case_{i:04d}.nii.gz" for i in range(3)]
-    assert sorted(os.listdir(os.path.join(folder, "imagesTs"))) == [f"case_{i:04d}_0000.nii.gz" for i in (3, 4)]
+    assert_raw_layout(folder, num_training=3, num_test=2)
     with open(os.path.join(folder, "dataset.json")) as f:
         dataset_json = json.load(f)
     assert dataset_json["labels"] == LABELS

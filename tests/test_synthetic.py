@@ -9,6 +9,7 @@ import SimpleITK as sitk
 
 from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 from nnunetv2_morse.synthetic import make_synthetic_dataset
+from workspace import assert_raw_layout
 
 
 def read(path):
@@ -28,9 +29,7 @@ def case_files(folder):
 def test_layout_and_dataset_json(tmp_path, dim):
     folder = make_synthetic_dataset(str(tmp_path), 7, name="Synth", dim=dim, num_training=3, num_test=2)
     assert folder == os.path.join(str(tmp_path), "Dataset007_Synth")
-    assert sorted(os.listdir(os.path.join(folder, "imagesTr"))) == [f"case_{i:04d}_0000.nii.gz" for i in range(3)]
-    assert sorted(os.listdir(os.path.join(folder, "labelsTr"))) == [f"case_{i:04d}.nii.gz" for i in range(3)]
-    assert sorted(os.listdir(os.path.join(folder, "imagesTs"))) == [f"case_{i:04d}_0000.nii.gz" for i in (3, 4)]
+    assert_raw_layout(folder, num_training=3, num_test=2)
     with open(os.path.join(folder, "dataset.json")) as f:
         dj = json.load(f)
     assert dj["labels"] == {"background": 0, "class_1": 1, "class_2": 2}

@@ -45,3 +45,12 @@ def prepare_dataset(root, dataset_id, configuration="2d", **synthetic_kwargs):
     plan_experiments([dataset_id])
     preprocess([dataset_id], configurations=(configuration,), num_processes=(1,), verbose=False)
     os.environ["nnUNet_n_proc_DA"] = "0"  # single-threaded data augmentation: deterministic, no worker start-up
+
+
+def assert_raw_layout(folder, num_training, num_test):
+    """The builders' nnU-Net raw layout: case_0000.. in imagesTr (+ labelsTr), the next num_test in imagesTs."""
+    def listed(sub):
+        return sorted(os.listdir(os.path.join(folder, sub)))
+    assert listed("imagesTr") == [f"case_{i:04d}_0000.nii.gz" for i in range(num_training)]
+    assert listed("labelsTr") == [f"case_{i:04d}.nii.gz" for i in range(num_training)]
+    assert listed("imagesTs") == [f"case_{i:04d}_0000.nii.gz" for i in range(num_training, num_training + num_test)]
