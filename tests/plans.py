@@ -55,6 +55,16 @@ def make_plans(dim: int, n_stages: int = 4, network: str = "PlainConvUNet", base
     })
 
 
+# dataset.json of the three-class dataset that hand-made plans stand for (trainers need it to be constructed)
+DATASET_JSON = {"labels": {"background": 0, "a": 1, "b": 2}, "channel_names": {"0": "x"}, "numTraining": 1,
+                "file_ending": ".nii.gz"}
+
+
+def trainer_plans(dim: int, n_stages: int = 4) -> dict:
+    """make_plans as the plans dict that an nnUNetTrainer constructor takes."""
+    return {**make_plans(dim, n_stages=n_stages).plans, "continue_training": False}
+
+
 SMALL = MorseConfig(feature_channels=16, expert_hidden=(16, 16), gate_hidden=(16,), fusion_hidden=(16,),
                     head_hidden=(16, 16), num_frequencies=8, num_points=64, num_test_points=50)
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from nnunetv2_morse import benchmark
-from nnunetv2_morse.trainers import family
+from nnunetv2_morse.trainers import family, short
 from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE, unwrap_network
-from plans import make_plans
+from plans import DATASET_JSON, trainer_plans
 from workspace import nnunet_environment
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -15,17 +15,13 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 FAMILY = [nnUNetTrainerMORSE] + [getattr(family, name) for name in dir(family) if name.startswith("nnUNetTrainer")
                                  and issubclass(getattr(family, name), nnUNetTrainerMORSE)
                                  and getattr(family, name) is not nnUNetTrainerMORSE]
-PAPER_FAMILY = [nnUNetTrainerMORSE, family.nnUNetTrainerPointRend, family.nnUNetTrainerMoE, family.nnUNetTrainerSMoE,
-                family.nnUNetTrainerIAR, family.nnUNetTrainerIARMoE]
 NUM_CLASSES = 3
-DATASET_JSON = {"labels": {"background": 0, "a": 1, "b": 2}, "channel_names": {"0": "x"}, "numTraining": 1,
-                "file_ending": ".nii.gz"}
 
 
 def train_validate_predict(trainer_class, dim, precision, tmp_path, monkeypatch):
     monkeypatch.setenv("nnUNet_compile", "1")
     monkeypatch.setenv("nnUNet_morse_autocast", precision)
-    plans = {**make_plans(dim, n_stages=7 if dim == 2 else 4).plans, "continue_training": False}
+    plans = trainer_plans(dim, n_stages=7 if dim == 2 else 4)
     with nnunet_environment(tmp_path):
         trainer = trainer_class(plans, "cfg", 0, DATASET_JSON, torch.device("cuda"))
         assert benchmark.initialize_without_data(trainer, 1, NUM_CLASSES), "nnU-Net did not compile the network"
@@ -59,6 +55,6 @@ def test_family_trains_compiled_in_mixed_precision_2d(trainer_class, precision, 
 
 
 @pytest.mark.parametrize("precision", ["float16", "bfloat16"])
-@pytest.mark.parametrize("trainer_class", PAPER_FAMILY, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("trainer_class", short.FAMILY, ids=lambda c: c.__name__)
 def test_family_trains_compiled_in_mixed_precision_3d(trainer_class, precision, tmp_path, monkeypatch):
     train_validate_predict(trainer_class, 3, precision, tmp_path, monkeypatch)

@@ -7,11 +7,8 @@ import torch
 from nnunetv2_morse.evaluation import test_points
 from nnunetv2_morse.precision import autocast_dtype_from_environment, default_autocast_dtype
 from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE
-from plans import SMALL, SmallMORSE, build, make_plans
+from plans import DATASET_JSON, SMALL, SmallMORSE, build, trainer_plans
 from workspace import nnunet_environment
-
-DATASET_JSON = {"labels": {"background": 0, "a": 1, "b": 2}, "channel_names": {"0": "x"}, "numTraining": 1,
-                "file_ending": ".nii.gz"}
 
 
 @pytest.mark.parametrize("value, dtype", [(None, torch.float16), ("float16", torch.float16), ("fp16", torch.float16),
@@ -34,22 +31,17 @@ def test_default_autocast_dtype_applies_inside_and_restores():
     assert torch.get_autocast_dtype("cpu") == before
 
 
-def plans_dict(dim: int = 2) -> dict:
-    """Hand-made plans as nnUNetTrainer's constructor takes them."""
-    return {**make_plans(dim).plans, "continue_training": False}
-
-
 def test_trainer_refuses_an_invalid_autocast_setting_at_construction(tmp_path, monkeypatch):
     monkeypatch.setenv("nnUNet_morse_autocast", "half")
     with nnunet_environment(tmp_path):
         with pytest.raises(ValueError, match="nnUNet_morse_autocast='half'"):
-            nnUNetTrainerMORSE(plans_dict(), "cfg", 0, DATASET_JSON, torch.device("cpu"))
+            nnUNetTrainerMORSE(trainer_plans(2), "cfg", 0, DATASET_JSON, torch.device("cpu"))
 
 
 def test_bf16_request_on_cpu_keeps_float32_training(tmp_path, monkeypatch):
     monkeypatch.setenv("nnUNet_morse_autocast", "bfloat16")
     with nnunet_environment(tmp_path):
-        trainer = nnUNetTrainerMORSE(plans_dict(), "cfg", 0, DATASET_JSON, torch.device("cpu"))
+        trainer = nnUNetTrainerMORSE(trainer_plans(2), "cfg", 0, DATASET_JSON, torch.device("cpu"))
     assert trainer.autocast_dtype is torch.bfloat16 and trainer.grad_scaler is None
     with open(trainer.log_file) as f:
         assert "nnUNet_morse_autocast=bfloat16 ignored" in f.read()

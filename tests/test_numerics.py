@@ -7,8 +7,7 @@ import torch
 from nnunetv2_morse.encoding import FourierPositionalEncoding
 from nnunetv2_morse.experts import PointMixtureOfExperts, draw_kept_experts
 from nnunetv2_morse.head import PointHead, rendering_loss
-from nnunetv2_morse.trainers import family
-from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE
+from nnunetv2_morse.trainers import family, short
 from plans import SMALL, SmallMORSE, build
 
 
@@ -37,8 +36,7 @@ def small_variant(trainer_class: type) -> type:
                 {"morse_config": dataclasses.replace(trainer_class.morse_config, **widths)})
 
 
-FAMILY = [nnUNetTrainerMORSE, family.nnUNetTrainerPointRend, family.nnUNetTrainerMoE, family.nnUNetTrainerSMoE,
-          family.nnUNetTrainerIAR, family.nnUNetTrainerIARMoE, family.nnUNetTrainerMORSE_denseGate]
+FAMILY = [*short.FAMILY, family.nnUNetTrainerMORSE_denseGate]  # the paper's six and its dense gate
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
