@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from nnunetv2_morse.evaluation.compare import ComparisonError, compare_reports, markdown_report, plot_differences
+from nnunetv2_morse.evaluation.compare import main as compare_main
 from nnunetv2_morse.evaluation.evaluate import EvaluationError, evaluate_folders, main_evaluate
 
 BIN_DIR = os.path.dirname(os.path.abspath(sys.executable))
@@ -314,3 +315,45 @@ def test_unknown_label_values_and_predictions_without_reference_are_named(tmp_pa
     assert capsys.readouterr().err.splitlines() == [f"nnUNetv2_morse_evaluate: warning: {w}"
                                                     for w in report["warnings"]]
 
+
+def scored_report(dice_by_case, tolerance_mm=1.0, empty="one", reference_folder="/data/ref"):
+    """fake_report with what evaluate records about how it was scored."""
+    report = fake_report(dice_by_case, [5.0] * len(dice_by_case))
+    report["classes"]["organ"]["nsd_tolerance_mm"] = tolerance_mm
+    return {**report, "empty_convention": empty, "reference_folder": reference_folder, "dataset": "Dataset901_Fake",
+            "dataset_labels": {"background": 0, "organ": 1}}
+
+
+def test_compare_refuses_reports_scored_differently(tmp_path, capsys):
+    baseline = scored_report([0.7, 0.8, 0.75])
+    names, sources = ["base", "model"], ["base.json", "model.json"]
+    with pytest.raises(ComparisonError, match=r"different NSD tolerances \(organ 1 vs 2 mm\)"):
+        compare_reports([baseline, scored_report([0.7, 0.8, 0.8], tolerance_mm=2.0)], names, sources)
+    with pytest.raises(ComparisonError, match="model was scored with --empty nan, baseline base with --empty one"):
+        compare_reports([baseline, scored_report([0.7, 0.8, 0.8], empty="nan")], names, sources)
+    undefined = scored_report([0.7, 0.8, 0.8], empty="nan")
+    undefined["metric_per_case"][1]["metrics"]["organ"] = dict.fromkeys(("Dice", "IoU", "HD95", "ASSD", "NSD"))
+    with pytest.raises(ComparisonError, match="Dice of class organ is undefined .* case_001; .* --empty one"):
+        compare_reports([scored_report([0.7, 0.8, 0.75], empty="nan"), undefined], names, sources)
+
+    other_reference = scored_report([0.7, 0.8, 0.8], reference_folder="/data/other")
+    assert compare_reports([baseline, other_reference], names, sources)["warnings"] == [
+        'model and baseline base were scored with different reference folders: "/data/other" vs "/data/ref"']
+    assert compare_reports([baseline, scored_report([0.7, 0.8, 0.8])], names, sources)["warnings"] == []
+    old = fake_report([0.7, 0.8, 0.8], [5.0] * 3)
+    (warning,) = compare_reports([baseline, old], names, sources)["warnings"]
+    assert warning.startswith("report model does not record its empty-class convention (--empty), reference folder, "
+                              "dataset.json labels") and "cannot check" in warning
+
+    paths = []
+    for name, report in (("base", baseline), ("model", other_reference), ("wide", scored_report([0.7] * 3, 2.0))):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(report))
+    compare_main([str(p) for p in paths[:2]] + ["--names", "base", "model", "-o", str(tmp_path / "cmp")])
+    assert capsys.readouterr().err.startswith("nnUNetv2_morse_compare: warning: model and baseline base were scored "
+                                              "with different reference folders")
+    assert "**Warning**: model and baseline base" in (tmp_path / "cmp.md").read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        compare_main([str(paths[0]), str(paths[2]), "--names", "base", "wide", "-o", str(tmp_path / "refused")])
+    assert str(exit_info.value.code).startswith("nnUNetv2_morse_compare: error: wide and baseline base use different")
+    assert not list(tmp_path.glob("refused*"))
