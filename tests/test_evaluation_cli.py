@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from nnunetv2_morse.evaluation.compare import ComparisonError, compare_reports, markdown_report, plot_differences
+from nnunetv2_morse.evaluation.compare import main as compare_main
 from nnunetv2_morse.evaluation.evaluate import EvaluationError, evaluate_folders, main_evaluate
 
 BIN_DIR = os.path.dirname(os.path.abspath(sys.executable))
@@ -237,3 +238,122 @@ def test_compare_small_samples_and_unpaired_cases(tmp_path):
     unpaired = fake_report([0.7, 0.8], [5.0, 6.0])
     with pytest.raises(ComparisonError, match="lacks 1 case.*case_002"):
         compare_reports([baseline, unpaired], ["base", "short"], ["base.json", "short.json"])
+
+
+def write_fake_folders(tmp_path, dataset_json=DATASET_JSON):
+    """fake_cases() as tmp_path/ref and tmp_path/pred, dataset_json as tmp_path/dataset.json; returns main_evaluate's
+    folder and -djfile arguments."""
+    references, predictions = fake_cases()
+    write_cases(tmp_path / "ref", references)
+    write_cases(tmp_path / "pred", predictions)
+    (tmp_path / "dataset.json").write_text(json.dumps(dataset_json))
+    return [str(tmp_path / "ref"), str(tmp_path / "pred"), "-djfile", str(tmp_path / "dataset.json"), "-np", "1"]
+
+
+@pytest.mark.parametrize("folder, case", [("pred", "case_001"), ("ref", "case_000")])
+def test_truncated_gzip_fails_naming_the_file(tmp_path, capsys, folder, case):
+    arguments = write_fake_folders(tmp_path)
+    broken = tmp_path / folder / f"{case}.nii.gz"
+    data = broken.read_bytes()
+    broken.write_bytes(data[:len(data) * 3 // 4])
+    # the premise: SimpleITK reads the truncated file without an error, the missing part as zeros
+    read = sitk.GetArrayFromImage(sitk.ReadImage(str(broken)))
+    assert 0 < np.count_nonzero(read) < np.count_nonzero(reference_case())
+    output = tmp_path / "metrics.json"
+    with pytest.raises(SystemExit) as exit_info:
+        main_evaluate(arguments + ["-o", str(output)])
+    message = str(exit_info.value.code)
+    assert message.startswith("nnUNetv2_morse_evaluate: error: ") and "\n" not in message
+    assert f"{broken} is truncated or corrupt" in message
+    assert not output.exists() and "Traceback" not in capsys.readouterr().err
+
+
+def test_class_empty_everywhere_warns_and_empty_nan_leaves_it_out(tmp_path, capsys):
+    wrong_dataset_json = {**DATASET_JSON, "labels": {**DATASET_JSON["labels"], "cyst": 3}}
+    arguments = write_fake_folders(tmp_path, wrong_dataset_json)
+    main_evaluate(arguments + ["-o", str(tmp_path / "one.json")])
+    one = json.loads((tmp_path / "one.json").read_text())
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith("nnUNetv2_morse_evaluate: warning: class 'cyst' (label(s) 3)"
+                                                         " is empty in every reference and prediction of the 4 case(s)")
+    assert one["empty_convention"] == "one" and one["warnings"] == [warnings[0].split("warning: ", 1)[1]]
+    assert one["mean"]["cyst"] == {"Dice": 1.0, "IoU": 1.0, "HD95": 0.0, "ASSD": 0.0, "NSD": 1.0}
+    organ, lesion = one["mean"]["organ"]["Dice"], one["mean"]["lesion"]["Dice"]
+    assert one["foreground_mean"]["Dice"] == pytest.approx((organ + lesion + 1.0) / 3)  # inflated by the absent cyst
+    assert one["reference_folder"] == str(tmp_path / "ref") and one["dataset_labels"] == wrong_dataset_json["labels"]
+    assert one["dataset_json_file"] == str(tmp_path / "dataset.json")
+
+    main_evaluate(arguments + ["-o", str(tmp_path / "nan.json"), "--empty", "nan"])
+    nan = json.loads((tmp_path / "nan.json").read_text())
+    out, err = capsys.readouterr()
+    assert "class 'cyst' (label(s) 3) is empty in every reference and prediction" in err and err.count("\n") == 1
+    assert nan["empty_convention"] == "nan" and "left out of the means" in nan["empty_case_rule"]
+    assert nan["mean"]["cyst"] == dict.fromkeys(("Dice", "IoU", "HD95", "ASSD", "NSD"))
+    # case_003 has no lesion in reference and prediction: undefined, the lesion mean is over the other three cases
+    per_case = {entry["case"]: entry["metrics"] for entry in nan["metric_per_case"]}
+    assert per_case["case_003"]["lesion"]["Dice"] is None and nan["num_scored_cases"] == \
+        {"organ": 4, "lesion": 3, "cyst": 0}
+    nan_lesion = np.mean([per_case[c]["lesion"]["Dice"] for c in ("case_000", "case_001", "case_002")])
+    assert nan["mean"]["lesion"]["Dice"] == pytest.approx(nan_lesion)
+    assert nan["foreground_mean"]["Dice"] == pytest.approx((organ + nan_lesion) / 2)
+    assert "| cyst | 3 | 1 | n/a | n/a | n/a | n/a | n/a |" in out and "**Warning**: class 'cyst'" in out
+
+
+def test_unknown_label_values_and_predictions_without_reference_are_named(tmp_path, capsys):
+    arguments = write_fake_folders(tmp_path)
+    stray = reference_case()
+    stray[0, 0, :3] = 7
+    write_cases(tmp_path / "pred", {"case_002": stray, "case_104": stray, "case_105": stray})
+    report = evaluate_folders(str(tmp_path / "ref"), str(tmp_path / "pred"), DATASET_JSON)
+    assert report["num_cases"] == 4
+    unscored, unknown = report["warnings"]
+    assert unscored == f"2 prediction file(s) in {tmp_path / 'pred'} have no reference in {tmp_path / 'ref'} and " \
+                       "are not scored: case_104.nii.gz, case_105.nii.gz"
+    assert unknown.startswith("label value(s) 7 not in dataset.json's labels") and \
+        f"in 1 file(s): {tmp_path / 'pred' / 'case_002.nii.gz'} (7)" in unknown
+    main_evaluate(arguments)
+    assert capsys.readouterr().err.splitlines() == [f"nnUNetv2_morse_evaluate: warning: {w}"
+                                                    for w in report["warnings"]]
+
+
+def scored_report(dice_by_case, tolerance_mm=1.0, empty="one", reference_folder="/data/ref"):
+    """fake_report with what evaluate records about how it was scored."""
+    report = fake_report(dice_by_case, [5.0] * len(dice_by_case))
+    report["classes"]["organ"]["nsd_tolerance_mm"] = tolerance_mm
+    return {**report, "empty_convention": empty, "reference_folder": reference_folder, "dataset": "Dataset901_Fake",
+            "dataset_labels": {"background": 0, "organ": 1}}
+
+
+def test_compare_refuses_reports_scored_differently(tmp_path, capsys):
+    baseline = scored_report([0.7, 0.8, 0.75])
+    names, sources = ["base", "model"], ["base.json", "model.json"]
+    with pytest.raises(ComparisonError, match=r"different NSD tolerances \(organ 1 vs 2 mm\)"):
+        compare_reports([baseline, scored_report([0.7, 0.8, 0.8], tolerance_mm=2.0)], names, sources)
+    with pytest.raises(ComparisonError, match="model was scored with --empty nan, baseline base with --empty one"):
+        compare_reports([baseline, scored_report([0.7, 0.8, 0.8], empty="nan")], names, sources)
+    undefined = scored_report([0.7, 0.8, 0.8], empty="nan")
+    undefined["metric_per_case"][1]["metrics"]["organ"] = dict.fromkeys(("Dice", "IoU", "HD95", "ASSD", "NSD"))
+    with pytest.raises(ComparisonError, match="Dice of class organ is undefined .* case_001; .* --empty one"):
+        compare_reports([scored_report([0.7, 0.8, 0.75], empty="nan"), undefined], names, sources)
+
+    other_reference = scored_report([0.7, 0.8, 0.8], reference_folder="/data/other")
+    assert compare_reports([baseline, other_reference], names, sources)["warnings"] == [
+        'model and baseline base were scored with different reference folders: "/data/other" vs "/data/ref"']
+    assert compare_reports([baseline, scored_report([0.7, 0.8, 0.8])], names, sources)["warnings"] == []
+    old = fake_report([0.7, 0.8, 0.8], [5.0] * 3)
+    (warning,) = compare_reports([baseline, old], names, sources)["warnings"]
+    assert warning.startswith("report model does not record its empty-class convention (--empty), reference folder, "
+                              "dataset.json labels") and "cannot check" in warning
+
+    paths = []
+    for name, report in (("base", baseline), ("model", other_reference), ("wide", scored_report([0.7] * 3, 2.0))):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(report))
+    compare_main([str(p) for p in paths[:2]] + ["--names", "base", "model", "-o", str(tmp_path / "cmp")])
+    assert capsys.readouterr().err.startswith("nnUNetv2_morse_compare: warning: model and baseline base were scored "
+                                              "with different reference folders")
+    assert "**Warning**: model and baseline base" in (tmp_path / "cmp.md").read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        compare_main([str(paths[0]), str(paths[2]), "--names", "base", "wide", "-o", str(tmp_path / "refused")])
+    assert str(exit_info.value.code).startswith("nnUNetv2_morse_compare: error: wide and baseline base use different")
+    assert not list(tmp_path.glob("refused*"))

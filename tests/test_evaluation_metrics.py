@@ -81,6 +81,13 @@ def test_empty_cases_have_defined_values():
         assert {k: one_empty[k] for k in ("Dice", "IoU", "HD95", "ASSD", "NSD")} == \
             {"Dice": 0.0, "IoU": 0.0, "HD95": pytest.approx(diagonal), "ASSD": pytest.approx(diagonal), "NSD": 0.0}
         assert all(math.isfinite(v) for v in one_empty.values())
+        assert binary_metrics(reference, prediction, spacing, 1.0, empty="nan") == one_empty
+    # nnU-Net's convention: undefined when both are empty, the voxel counts still there
+    both_undefined = binary_metrics(empty, empty, spacing, 1.0, empty="nan")
+    assert all(math.isnan(both_undefined[k]) for k in ("Dice", "IoU", "HD95", "ASSD", "NSD"))
+    assert both_undefined["n_ref"] == both_undefined["n_pred"] == 0
+    with pytest.raises(ValueError, match="unknown empty-class convention 'zero'; choose one of one, nan"):
+        binary_metrics(empty, empty, spacing, 1.0, empty="zero")
 
 
 def test_2d_case_and_one_slice_volume_agree():

@@ -12,17 +12,22 @@ p-values: ``scipy.stats.wilcoxon`` (two-sided, zero differences dropped, exact d
 All differences zero: p = 1 (no evidence of a difference), with a note. Fewer than 6 non-zero differences: the exact
 p is reported with a note that p < 0.05 cannot be reached (its minimum is 2 / 2^k for k non-zero differences).
 p-values are not corrected for multiple comparisons.
+
+Reports are comparable only if scored alike: different NSD tolerances or empty-class conventions (``--empty``) are
+refused; different reference folders or datasets, and reports too old to record these, are warned about (stderr, the
+JSON's "warnings" and the Markdown).
 """
 import argparse
 import json
 import os
 import sys
 import textwrap
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.stats import wilcoxon
 
+from nnunetv2_morse.evaluation.evaluate import print_warnings
 from nnunetv2_morse.evaluation.metrics import HIGHER_IS_BETTER, METRIC_NAMES, METRIC_UNITS
 
 COMPARISON_FORMAT = "nnunetv2_morse.comparison/1"
@@ -30,6 +35,9 @@ FIGURE_METRICS = ("Dice", "HD95", "ASSD", "NSD")
 FOREGROUND_MEAN = "foreground mean"
 MIN_NONZERO_FOR_P_BELOW_0_05 = 6
 MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+# what a report records about how it was scored, and what it is called in messages
+SCORING_FIELDS = {"empty_convention": "empty-class convention (--empty)", "reference_folder": "reference folder",
+                  "dataset_labels": "dataset.json labels"}
 
 
 class ComparisonError(Exception):
@@ -41,7 +49,10 @@ def load_report(path: str) -> dict:
     if not os.path.isfile(path):
         raise ComparisonError(f"file not found: {path}")
     with open(path) as f:
-        report = json.load(f)
+        try:
+            report = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ComparisonError(f"{path} is not valid JSON ({error})") from error
     if not isinstance(report, dict) or "metric_per_case" not in report or "classes" not in report:
         raise ComparisonError(f"{path} is not a report of nnUNetv2_morse_evaluate(_cv) (no metric_per_case)")
     return report
@@ -59,6 +70,10 @@ def case_values(report: Mapping, classes: Sequence[str], case_ids: Sequence[str]
         for m in METRIC_NAMES:
             if not np.all(np.isfinite(values[c][m])):
                 bad = [case for case, v in zip(case_ids, values[c][m]) if not np.isfinite(v)]
+                if report.get("empty_convention") == "nan":
+                    raise ComparisonError(f"{m} of class {c} is undefined (--empty nan: empty in reference and "
+                                          f"prediction) in case(s): {', '.join(bad)}; paired tests need a score in "
+                                          "every case: evaluate with --empty one")
                 raise ComparisonError(f"non-finite {m} of class {c} in case(s): {', '.join(bad)}")
     values[FOREGROUND_MEAN] = {m: np.mean([values[c][m] for c in classes], axis=0) for m in METRIC_NAMES}
     return values
@@ -103,6 +118,39 @@ def _check_pairable(baseline: Mapping, model: Mapping, baseline_name: str, name:
         raise ComparisonError(f"{name} lacks class(es) of baseline {baseline_name}: {', '.join(missing_classes)}")
 
 
+def _check_scored_alike(baseline: Mapping, model: Mapping, baseline_name: str, name: str) -> List[str]:
+    """ComparisonError if NSD tolerances or empty-class conventions differ; warnings for different reference
+    folders or datasets."""
+    tolerances = [(c, info["nsd_tolerance_mm"], model["classes"][c]["nsd_tolerance_mm"])
+                  for c, info in baseline["classes"].items() if c in model["classes"]]
+    differing = [f"{c} {base:g} vs {other:g} mm" for c, base, other in tolerances if base != other]
+    if differing:
+        raise ComparisonError(f"{name} and baseline {baseline_name} use different NSD tolerances "
+                              f"({', '.join(differing)}): evaluate both with the same --tolerance-mm and "
+                              "--tolerance-mm-per-class")
+    conventions = (baseline.get("empty_convention"), model.get("empty_convention"))
+    if None not in conventions and conventions[0] != conventions[1]:
+        raise ComparisonError(f"{name} was scored with --empty {conventions[1]}, baseline {baseline_name} with "
+                              f"--empty {conventions[0]}: evaluate both with the same --empty")
+    warnings = []
+    for field, description in (("reference_folder", "reference folders"), ("dataset", "datasets"),
+                               ("dataset_labels", "dataset.json labels")):
+        values = (baseline.get(field), model.get(field))
+        if None not in values and values[0] != values[1]:
+            warnings.append(f"{name} and baseline {baseline_name} were scored with different {description}: "
+                            f"{json.dumps(values[1])} vs {json.dumps(values[0])}")
+    return warnings
+
+
+def _unrecorded_scoring_warnings(report: Mapping, name: str) -> List[str]:
+    """A warning if report lacks what SCORING_FIELDS checks (a report of an older version)."""
+    missing = [description for field, description in SCORING_FIELDS.items() if field not in report]
+    if not missing:
+        return []
+    return [f"report {name} does not record its {', '.join(missing)} (an older version's report): cannot check that "
+            "it was scored like the others; evaluate it again to check"]
+
+
 def compare_reports(reports: Sequence[Mapping], names: Sequence[str], sources: Sequence[str]) -> dict:
     """The comparison of reports[1:] with reports[0] (the baseline); see the module docstring."""
     if len(reports) < 2:
@@ -110,8 +158,10 @@ def compare_reports(reports: Sequence[Mapping], names: Sequence[str], sources: S
     if len(set(names)) != len(names):
         raise ComparisonError(f"model names must be unique (give them with --names), got {', '.join(names)}")
     baseline_name = names[0]
+    warnings = [w for report, name in zip(reports, names) for w in _unrecorded_scoring_warnings(report, name)]
     for report, name in zip(reports[1:], names[1:]):
         _check_pairable(reports[0], report, baseline_name, name)
+        warnings += _check_scored_alike(reports[0], report, baseline_name, name)
     cases = [e["case"] for e in reports[0]["metric_per_case"]]
     classes = list(reports[0]["classes"])
     baseline_values = case_values(reports[0], classes, cases)
@@ -127,6 +177,7 @@ def compare_reports(reports: Sequence[Mapping], names: Sequence[str], sources: S
             "metric_units": dict(METRIC_UNITS),
             "test": "two-sided Wilcoxon signed-rank test (scipy.stats.wilcoxon, zero differences dropped); "
                     "all differences zero: p = 1; not corrected for multiple comparisons",
+            "empty_convention": reports[0].get("empty_convention"), "warnings": warnings,
             "comparisons": comparisons}
 
 
@@ -150,6 +201,8 @@ def markdown_report(comparison: Mapping) -> str:
              f"{comparison['num_cases']} paired cases. Difference = model - baseline. Dice, IoU, NSD: higher is "
              "better (positive difference favours the model); HD95, ASSD (mm): lower is better (negative difference "
              f"favours the model). p: {comparison['test']}.", ""]
+    if comparison["warnings"]:
+        lines += [f"**Warning**: {warning}" for warning in comparison["warnings"]] + [""]
     for model, per_class in comparison["comparisons"].items():
         lines += [f"## {model} vs {baseline}", "",
                   f"| class | metric | {baseline} mean | {model} mean | {baseline} median | {model} median | "
@@ -235,6 +288,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         comparison = compare_reports([load_report(r) for r in args.reports], names, args.reports)
     except ComparisonError as error:
         sys.exit(f"nnUNetv2_morse_compare: error: {error}")
+    print_warnings("nnUNetv2_morse_compare", comparison["warnings"])
     os.makedirs(os.path.dirname(os.path.abspath(args.output_prefix)), exist_ok=True)
     with open(args.output_prefix + ".json", "w") as f:
         json.dump(comparison, f, indent=2, allow_nan=False)

@@ -4,24 +4,35 @@ Console entry points: ``nnUNetv2_morse_evaluate`` (a reference and a prediction 
 ``nnUNetv2_morse_evaluate_cv`` (every fold's ``validation/`` of a trained model against nnU-Net's
 ``gt_segmentations``). Both write a JSON report (per case, per-class means, foreground mean) that
 ``nnUNetv2_morse_compare`` reads, and print a Markdown table of the per-class means.
+
+Nothing is scored silently wrong: every .gz file must decompress to its end (SimpleITK reads a truncated NIfTI
+without an error, its missing part as background), and the report's "warnings" (also printed on stderr and under
+the table) name classes empty in every reference and prediction, label values that dataset.json does not know and
+predictions left unscored.
 """
 import argparse
+import gzip
 import json
 import multiprocessing
 import os
 import sys
+import zlib
 from collections import Counter
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+import pandas as pd
 
-from nnunetv2_morse.evaluation.metrics import (DEFAULT_TOLERANCE_MM, EMPTY_CASE_RULE, HIGHER_IS_BETTER, IGNORE_RULE,
-                                               METRIC_NAMES, METRIC_UNITS, EvaluatedClass, as_spatial, case_metrics,
-                                               classes_from_dataset_json, ignore_label_from_dataset_json)
+from nnunetv2_morse.evaluation.metrics import (DEFAULT_EMPTY, DEFAULT_TOLERANCE_MM, EMPTY_RULES, HIGHER_IS_BETTER,
+                                               IGNORE_RULE, METRIC_NAMES, METRIC_UNITS, EvaluatedClass, as_spatial,
+                                               case_metrics, check_empty_convention, classes_from_dataset_json,
+                                               ignore_label_from_dataset_json, label_values_from_dataset_json)
 
-REPORT_FORMAT = "nnunetv2_morse.boundary_metrics/1"
+REPORT_FORMAT = "nnunetv2_morse.boundary_metrics/2"
 CV_REPORT_NAME = "crossval_boundary_metrics"
 SPACING_RELATIVE_TOLERANCE = 1e-3
+GZIP_CHUNK_BYTES = 1 << 24
+MAX_NAMED = 5
 
 
 class EvaluationError(Exception):
@@ -56,17 +67,51 @@ def reader_class_for(dataset_json: Mapping, example_file: str):
     return determine_reader_writer_from_dataset_json(dataset_json, example_file, verbose=False)
 
 
+def check_gzip(path: str) -> None:
+    """EvaluationError naming path if it ends with .gz and does not decompress to its end (truncated or corrupt).
+
+    SimpleITK reads a truncated .nii.gz without an error, its missing part as zeros: a broken prediction would score
+    as a (partly) empty one.
+    """
+    if not path.endswith(".gz"):
+        return
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read(GZIP_CHUNK_BYTES):
+                pass
+    except (OSError, EOFError, zlib.error) as error:
+        raise EvaluationError(f"{path} is truncated or corrupt ({error}): write or copy it again") from error
+
+
 def read_label_map(reader, path: str) -> Tuple[np.ndarray, Tuple[float, ...]]:
-    """A segmentation file as an (x, y, z) integer array (2D files: z axis of one slice first) and its spacing (mm)."""
-    segmentation, properties = reader.read_seg(path)
+    """A segmentation file as an (x, y, z) array (2D files: z axis of one slice first) and its spacing (mm).
+
+    EvaluationError naming the file if it is a broken .gz (check_gzip) or the reader fails.
+    """
+    check_gzip(path)
+    try:
+        segmentation, properties = reader.read_seg(path)
+    except (RuntimeError, OSError, ValueError, EOFError, zlib.error) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise EvaluationError(f"cannot read {path}: {reason}") from error
     return segmentation[0], tuple(float(s) for s in properties["spacing"])
 
 
+def unknown_label_values(label_map: np.ndarray, known: Sequence[int]) -> List[float]:
+    """The sorted values of label_map that are not in known (ints where integral: JSON-ready)."""
+    known = {float(k) for k in known}
+    unknown = sorted(float(v) for v in pd.unique(label_map.ravel()) if float(v) not in known)
+    return [int(v) if v.is_integer() else v for v in unknown]
+
+
 def evaluate_case(case_id: str, reference_file: str, prediction_file: str, reader_class,
-                  classes: Sequence[EvaluatedClass], ignore_label: Optional[int]) -> dict:
+                  classes: Sequence[EvaluatedClass], ignore_label: Optional[int], empty: str = DEFAULT_EMPTY,
+                  known_labels: Optional[Sequence[int]] = None) -> dict:
     """{"case", "reference_file", "prediction_file", "shape", "spacing_mm", "metrics": {class: {metric: value}}}.
 
-    shape and spacing_mm are those evaluated: a one-slice 3D image (nnU-Net's 2D) as 2D.
+    shape and spacing_mm are those evaluated: a one-slice 3D image (nnU-Net's 2D) as 2D. ``empty``: the convention
+    for classes empty in both (metrics.EMPTY_RULES). With ``known_labels`` (dataset.json's label values), values
+    outside them are listed in "unknown_label_values" {"reference"/"prediction": [values]}, present only if any.
     """
     reader = reader_class()
     reference, spacing = read_label_map(reader, reference_file)
@@ -79,20 +124,32 @@ def evaluate_case(case_id: str, reference_file: str, prediction_file: str, reade
                               f"spacing {spacing}")
     prediction, _ = as_spatial(prediction, spacing)
     reference, spacing = as_spatial(reference, spacing)
-    return {"case": case_id, "reference_file": os.path.abspath(reference_file),
-            "prediction_file": os.path.abspath(prediction_file), "shape": list(reference.shape),
-            "spacing_mm": list(spacing),
-            "metrics": case_metrics(reference, prediction, spacing, classes, ignore_label)}
+    result = {"case": case_id, "reference_file": os.path.abspath(reference_file),
+              "prediction_file": os.path.abspath(prediction_file), "shape": list(reference.shape),
+              "spacing_mm": list(spacing),
+              "metrics": case_metrics(reference, prediction, spacing, classes, ignore_label, empty)}
+    if known_labels is not None:
+        unknown = {role: unknown_label_values(label_map, known_labels)
+                   for role, label_map in (("reference", reference), ("prediction", prediction))}
+        unknown = {role: values for role, values in unknown.items() if values}
+        if unknown:
+            result["unknown_label_values"] = unknown
+    return result
 
 
 def evaluate_cases(case_files: Sequence[Tuple[str, str, str]], dataset_json: Mapping,
-                   classes: Sequence[EvaluatedClass], num_processes: int) -> List[dict]:
-    """evaluate_case for every (case id, reference file, prediction file), in order; num_processes workers."""
+                   classes: Sequence[EvaluatedClass], num_processes: int, empty: str = DEFAULT_EMPTY) -> List[dict]:
+    """evaluate_case for every (case id, reference file, prediction file), in order; num_processes workers.
+
+    Label values that dataset.json does not name are recorded per case (evaluate_case); build_report warns of them.
+    """
     if not case_files:
         raise EvaluationError("no cases to evaluate")
+    check_empty_convention(empty)
+    check_gzip(case_files[0][1])  # nnU-Net picks the reader by reading this file
     reader_class = reader_class_for(dataset_json, case_files[0][1])
-    arguments = [(*files, reader_class, list(classes), ignore_label_from_dataset_json(dataset_json))
-                 for files in case_files]
+    arguments = [(*files, reader_class, list(classes), ignore_label_from_dataset_json(dataset_json), empty,
+                  label_values_from_dataset_json(dataset_json)) for files in case_files]
     if num_processes <= 1 or len(arguments) == 1:
         return [evaluate_case(*a) for a in arguments]
     with multiprocessing.get_context("spawn").Pool(min(num_processes, len(arguments))) as pool:
@@ -118,42 +175,132 @@ def paired_files(reference_folder: str, prediction_folder: str, file_ending: str
     return [(c, references[c], predictions[c]) for c in case_ids]
 
 
+def named(items: Sequence[str]) -> str:
+    """The first MAX_NAMED items, comma-separated, with how many more there are."""
+    more = len(items) - MAX_NAMED
+    return ", ".join(items[:MAX_NAMED]) + (f" and {more} more" if more > 0 else "")
+
+
+def unscored_files_warnings(prediction_folder: str, file_ending: str, scored_cases: Sequence[str],
+                            why: str) -> List[str]:
+    """A warning naming the files of prediction_folder not among scored_cases; why: e.g. "have no reference"."""
+    scored = set(scored_cases)
+    unscored = [c + file_ending for c in label_files(prediction_folder, file_ending) if c not in scored]
+    if not unscored:
+        return []
+    return [f"{len(unscored)} prediction file(s) in {os.path.abspath(prediction_folder)} {why} and are not scored: "
+            f"{named(unscored)}"]
+
+
+def _mean_of_defined(values: Sequence[Optional[float]]) -> Optional[float]:
+    """Mean of the values that are neither None nor NaN; None if there are none."""
+    array = np.array(values, dtype=float)
+    defined = array[~np.isnan(array)]
+    return float(defined.mean()) if defined.size else None
+
+
 def class_means(case_results: Sequence[dict], classes: Sequence[EvaluatedClass]
-                ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
-    """Per-class means over cases {class: {metric: mean}} and the foreground mean {metric: mean over classes}."""
-    means = {c.name: {m: float(np.mean([r["metrics"][c.name][m] for r in case_results])) for m in METRIC_NAMES}
+                ) -> Tuple[Dict[str, Dict[str, Optional[float]]], Dict[str, Optional[float]]]:
+    """Per-class means {class: {metric: mean}} and the foreground mean {metric: mean over the classes' means}.
+
+    Undefined values (NaN or None: --empty nan) are left out; a mean over nothing is None.
+    """
+    means = {c.name: {m: _mean_of_defined([r["metrics"][c.name][m] for r in case_results]) for m in METRIC_NAMES}
              for c in classes}
-    foreground = {m: float(np.mean([means[c.name][m] for c in classes])) for m in METRIC_NAMES}
+    foreground = {m: _mean_of_defined([means[c.name][m] for c in classes]) for m in METRIC_NAMES}
     return means, foreground
 
 
+def empty_class_warnings(case_results: Sequence[dict], classes: Sequence[EvaluatedClass], empty: str) -> List[str]:
+    """One warning per class that is empty in every reference and prediction, saying what the convention did."""
+    warnings = []
+    for c in classes:
+        if any(r["metrics"][c.name]["n_ref"] or r["metrics"][c.name]["n_pred"] for r in case_results):
+            continue
+        consequence = ("scored as a correct absence (Dice 1, HD95 0, NSD 1) in every case, which raises the "
+                       "foreground mean; --empty nan leaves it out" if empty == "one"
+                       else "undefined in every case and left out of the foreground mean")
+        warnings.append(f"class {c.name!r} (label(s) {', '.join(map(str, c.labels))}) is empty in every reference "
+                        f"and prediction of the {len(case_results)} case(s): {consequence}; check that dataset.json "
+                        "belongs to these segmentations")
+    return warnings
+
+
+def unknown_label_warnings(case_results: Sequence[dict]) -> List[str]:
+    """A warning naming the label values outside dataset.json and the files holding them, if there are any."""
+    files = {}
+    for result in case_results:
+        for role, values in result.get("unknown_label_values", {}).items():
+            files[result[f"{role}_file"]] = values
+    if not files:
+        return []
+
+    def listed(values):
+        return ", ".join(map(str, values))
+    all_values = sorted({v for values in files.values() for v in values})
+    holding = named([f"{path} ({listed(values)})" for path, values in files.items()])
+    return [f"label value(s) {listed(all_values)} not in dataset.json's labels (not scored: background for every "
+            f"class) in {len(files)} file(s): {holding}"]
+
+
+def _with_undefined_as_null(case_results: Sequence[dict]) -> List[dict]:
+    """case_results with NaN metric values (undefined: --empty nan) as None, written as JSON null."""
+
+    def null_if_nan(value):
+        return None if isinstance(value, float) and np.isnan(value) else value
+    return [{**r, "metrics": {c: {k: null_if_nan(v) for k, v in values.items()} for c, values in r["metrics"].items()}}
+            for r in case_results]
+
+
 def build_report(case_results: List[dict], classes: Sequence[EvaluatedClass], dataset_json: Mapping,
-                 **sources) -> dict:
-    """The JSON report: conventions, classes, per-case metrics, per-class means and foreground mean."""
+                 empty: str = DEFAULT_EMPTY, warnings: Sequence[str] = (), **sources) -> dict:
+    """The JSON report: conventions, dataset identity, classes, warnings, per-case metrics, per-class means and
+    foreground mean.
+
+    empty: the convention the case results were computed with; warnings: the caller's, to which the report adds
+    empty_class_warnings and unknown_label_warnings. sources (e.g. reference_folder, dataset) are recorded as given;
+    "dataset" defaults to dataset.json's "name".
+    """
+    check_empty_convention(empty)
     means, foreground = class_means(case_results, classes)
     return {
         "format": REPORT_FORMAT,
+        "dataset": dataset_json.get("name"),
         **sources,
         "num_cases": len(case_results),
         "metric_units": dict(METRIC_UNITS),
         "higher_is_better": dict(HIGHER_IS_BETTER),
-        "empty_case_rule": EMPTY_CASE_RULE,
+        "empty_convention": empty,
+        "empty_case_rule": EMPTY_RULES[empty],
+        "dataset_labels": dict(dataset_json["labels"]),
         "ignore_label": ignore_label_from_dataset_json(dataset_json),
         "ignore_rule": IGNORE_RULE,
         "classes": {c.name: {"labels": list(c.labels), "nsd_tolerance_mm": c.tolerance_mm} for c in classes},
+        "num_scored_cases": {c.name: sum(not np.isnan(r["metrics"][c.name]["Dice"]) for r in case_results)
+                             for c in classes},
+        "warnings": [*warnings, *empty_class_warnings(case_results, classes, empty),
+                     *unknown_label_warnings(case_results)],
         "mean": means,
         "foreground_mean": foreground,
-        "metric_per_case": case_results,
+        "metric_per_case": _with_undefined_as_null(case_results),
     }
 
 
-def _format_metric(metric: str, value: float) -> str:
-    """Dice, IoU, NSD with 4 decimals; distances (mm) with 2."""
+def print_warnings(program: str, warnings: Sequence[str]) -> None:
+    """Each warning as one line "PROGRAM: warning: ..." on stderr."""
+    for warning in warnings:
+        print(f"{program}: warning: {warning}", file=sys.stderr)
+
+
+def _format_metric(metric: str, value: Optional[float]) -> str:
+    """Dice, IoU, NSD with 4 decimals; distances (mm) with 2; undefined (None) as n/a."""
+    if value is None:
+        return "n/a"
     return f"{value:.2f}" if METRIC_UNITS[metric] == "mm" else f"{value:.4f}"
 
 
 def markdown_table(report: Mapping) -> str:
-    """Markdown table of the report's per-class means and foreground mean."""
+    """Markdown table of the report's per-class means and foreground mean, then its warnings."""
     headers = [f"{m} ({METRIC_UNITS[m]})" if METRIC_UNITS[m] else m for m in METRIC_NAMES]
     lines = [f"Mean over {report['num_cases']} case(s); NSD at the tolerance shown; {report['empty_case_rule']}.",
              "",
@@ -165,6 +312,8 @@ def markdown_table(report: Mapping) -> str:
         lines.append(f"| {name} | {labels} | {info['nsd_tolerance_mm']:g} | {values} |")
     values = " | ".join(_format_metric(m, report["foreground_mean"][m]) for m in METRIC_NAMES)
     lines.append(f"| **foreground mean** | | | {values} |")
+    if report["warnings"]:
+        lines += [""] + [f"**Warning**: {warning}" for warning in report["warnings"]]
     return "\n".join(lines) + "\n"
 
 
@@ -178,13 +327,22 @@ def write_json(report: Mapping, path: str) -> None:
 def evaluate_folders(reference_folder: str, prediction_folder: str, dataset_json: Mapping,
                      default_tolerance_mm: float = DEFAULT_TOLERANCE_MM,
                      tolerance_mm_per_class: Optional[Mapping[str, float]] = None,
-                     num_processes: int = 1) -> dict:
-    """Report (build_report) of every reference case in reference_folder against prediction_folder."""
+                     num_processes: int = 1, empty: str = DEFAULT_EMPTY,
+                     dataset_json_file: Optional[str] = None) -> dict:
+    """Report (build_report) of every reference case in reference_folder against prediction_folder.
+
+    Predictions without a reference are not scored and are named in the report's warnings.
+    """
     classes = classes_from_dataset_json(dataset_json, default_tolerance_mm, tolerance_mm_per_class)
-    case_files = paired_files(reference_folder, prediction_folder, dataset_json["file_ending"])
-    results = evaluate_cases(case_files, dataset_json, classes, num_processes)
-    return build_report(results, classes, dataset_json, reference_folder=os.path.abspath(reference_folder),
-                        prediction_folder=os.path.abspath(prediction_folder))
+    file_ending = dataset_json["file_ending"]
+    case_files = paired_files(reference_folder, prediction_folder, file_ending)
+    unscored = unscored_files_warnings(prediction_folder, file_ending, [c for c, *_ in case_files],
+                                       f"have no reference in {os.path.abspath(reference_folder)}")
+    results = evaluate_cases(case_files, dataset_json, classes, num_processes, empty)
+    sources = {} if dataset_json_file is None else {"dataset_json_file": os.path.abspath(dataset_json_file)}
+    return build_report(results, classes, dataset_json, empty, unscored,
+                        reference_folder=os.path.abspath(reference_folder),
+                        prediction_folder=os.path.abspath(prediction_folder), **sources)
 
 
 def model_folder(dataset_name: str, trainer: str, plans: str, configuration: str) -> str:
@@ -210,10 +368,11 @@ def evaluate_cross_validation(dataset: str, trainer: str, configuration: str, pl
                               folds: Sequence[int] = (0, 1, 2, 3, 4),
                               default_tolerance_mm: float = DEFAULT_TOLERANCE_MM,
                               tolerance_mm_per_class: Optional[Mapping[str, float]] = None,
-                              num_processes: int = 1) -> Tuple[dict, str]:
+                              num_processes: int = 1, empty: str = DEFAULT_EMPTY) -> Tuple[dict, str]:
     """Report of all folds' validation predictions against gt_segmentations, and the model folder it belongs in.
 
-    Cases carry their "fold"; "folds" holds each fold's prediction folder, case count and means.
+    Cases carry their "fold"; "folds" holds each fold's prediction folder, case count and means. Files in a
+    validation folder that are not among the fold's validation cases are not scored and are named in the warnings.
     """
     from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
@@ -233,8 +392,8 @@ def evaluate_cross_validation(dataset: str, trainer: str, configuration: str, pl
     dataset_json = load_json(dataset_json_file)
     file_ending = dataset_json["file_ending"]
     classes = classes_from_dataset_json(dataset_json, default_tolerance_mm, tolerance_mm_per_class)
-    reference_folder = os.path.join(preprocessed, "gt_segmentations")
-    case_files, case_folds, fold_sources = [], [], {}
+    reference_folder = os.path.abspath(os.path.join(preprocessed, "gt_segmentations"))
+    case_files, case_folds, fold_sources, unscored = [], [], {}, []
     for fold in folds:
         validation_folder = os.path.join(output_folder, f"fold_{fold}", "validation")
         if not os.path.isdir(validation_folder):
@@ -242,17 +401,19 @@ def evaluate_cross_validation(dataset: str, trainer: str, configuration: str, pl
         cases = validation_cases(os.path.join(preprocessed, "splits_final.json"), fold, validation_folder,
                                  file_ending)
         fold_files = paired_files(reference_folder, validation_folder, file_ending, cases)
+        unscored += unscored_files_warnings(validation_folder, file_ending, cases,
+                                            f"are not validation cases of fold {fold}")
         case_files += fold_files
         case_folds += [fold] * len(fold_files)
         fold_sources[str(fold)] = validation_folder
     repeated = sorted(c for c, count in Counter(c for c, *_ in case_files).items() if count > 1)
     if repeated:
         raise EvaluationError(f"case(s) validated in more than one fold: {', '.join(repeated)}")
-    results = evaluate_cases(case_files, dataset_json, classes, num_processes)
+    results = evaluate_cases(case_files, dataset_json, classes, num_processes, empty)
     for result, fold in zip(results, case_folds):
         result["fold"] = fold
-    report = build_report(results, classes, dataset_json, dataset=dataset_name, trainer=trainer, plans=plans,
-                          configuration=configuration, reference_folder=reference_folder)
+    report = build_report(results, classes, dataset_json, empty, unscored, dataset=dataset_name, trainer=trainer,
+                          plans=plans, configuration=configuration, reference_folder=reference_folder)
     report["folds"] = {}
     for fold, validation_folder in fold_sources.items():
         fold_results = [r for r in results if str(r["fold"]) == fold]
@@ -277,12 +438,17 @@ def parse_class_tolerances(items: Optional[Sequence[str]], parser: argparse.Argu
 
 
 def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """--tolerance-mm, --tolerance-mm-per-class, -np."""
+    """--tolerance-mm, --tolerance-mm-per-class, --empty, -np."""
     parser.add_argument("--tolerance-mm", type=float, default=DEFAULT_TOLERANCE_MM,
                         help=f"NSD tolerance in mm for every class (default {DEFAULT_TOLERANCE_MM})")
     parser.add_argument("--tolerance-mm-per-class", nargs="+", metavar="CLASS:MM",
                         help="per-class NSD tolerances overriding --tolerance-mm; CLASS is a dataset.json class "
                              "(or region) name or a label value, e.g. 1:2.0 liver:1.5")
+    parser.add_argument("--empty", choices=list(EMPTY_RULES), default=DEFAULT_EMPTY,
+                        help="score of a class that is empty in both the reference and the prediction of a case: "
+                             "'one' = Dice 1, IoU 1, HD95 0, ASSD 0, NSD 1, a correct absence (every case keeps a "
+                             "score, as paired comparisons need); 'nan' = undefined, left out of the means, as in "
+                             "nnU-Net's summary.json (default: %(default)s)")
     parser.add_argument("-np", type=int, default=None,
                         help="number of worker processes (default: nnU-Net's default, at most the CPU count)")
 
@@ -304,9 +470,11 @@ def main_evaluate(argv: Optional[Sequence[str]] = None) -> None:
     output_file = args.output_file or os.path.join(args.prediction_folder, "boundary_metrics.json")
     try:
         report = evaluate_folders(args.reference_folder, args.prediction_folder, load_json(args.djfile),
-                                  args.tolerance_mm, tolerances, args.np or default_num_processes())
+                                  args.tolerance_mm, tolerances, args.np or default_num_processes(), args.empty,
+                                  args.djfile)
     except (EvaluationError, ValueError) as error:
         sys.exit(f"nnUNetv2_morse_evaluate: error: {error}")
+    print_warnings("nnUNetv2_morse_evaluate", report["warnings"])
     write_json(report, output_file)
     print(markdown_table(report))
     print(f"Wrote {output_file}")
@@ -331,9 +499,10 @@ def main_evaluate_cv(argv: Optional[Sequence[str]] = None) -> None:
     try:
         report, output_folder = evaluate_cross_validation(
             args.dataset, args.trainer, args.configuration, args.plans, args.folds, args.tolerance_mm, tolerances,
-            args.np or default_num_processes())
+            args.np or default_num_processes(), args.empty)
     except (EvaluationError, ValueError) as error:
         sys.exit(f"nnUNetv2_morse_evaluate_cv: error: {error}")
+    print_warnings("nnUNetv2_morse_evaluate_cv", report["warnings"])
     table = markdown_table(report)
     title = (f"# {report['trainer']}__{report['plans']}__{report['configuration']} on {report['dataset']}: "
              f"cross-validation, folds {', '.join(report['folds'])}\n\n")

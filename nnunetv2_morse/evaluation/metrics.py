@@ -14,9 +14,11 @@ Surfaces are MONAI's: the foreground voxels with at least one face neighbour in 
 the array counts as background), located at their voxel centres; distances are Euclidean between voxel centres in
 mm. A mask's surface therefore lies half a voxel inside its geometric boundary.
 
-Empty masks (no value is NaN):
+Empty masks:
 
-- reference and prediction both empty: Dice 1, IoU 1, HD95 0, ASSD 0, NSD 1 (a correct "absent");
+- reference and prediction both empty: by the ``empty`` convention, ``"one"`` (the default): Dice 1, IoU 1, HD95 0,
+  ASSD 0, NSD 1 (a correct "absent"); ``"nan"`` (nnU-Net's summary.json): every metric NaN (undefined), left out of
+  the means;
 - exactly one empty: Dice 0, IoU 0, NSD 0, and HD95 = ASSD = the image's diagonal in mm,
   sqrt(sum_i (n_i s_i)^2) for n_i voxels of spacing s_i along axis i, an upper bound of any distance in the image.
 
@@ -43,8 +45,14 @@ METRIC_UNITS = {"Dice": "", "IoU": "", "HD95": "mm", "ASSD": "mm", "NSD": ""}
 HIGHER_IS_BETTER = {"Dice": True, "IoU": True, "HD95": False, "ASSD": False, "NSD": True}
 DEFAULT_TOLERANCE_MM = 1.0
 
-EMPTY_CASE_RULE = ("reference and prediction empty: Dice 1, IoU 1, HD95 0, ASSD 0, NSD 1; exactly one empty: "
-                   "Dice 0, IoU 0, NSD 0, HD95 = ASSD = image diagonal in mm (sqrt(sum((shape * spacing)^2)))")
+ONE_EMPTY_RULE = ("exactly one empty: Dice 0, IoU 0, NSD 0, HD95 = ASSD = image diagonal in mm "
+                  "(sqrt(sum((shape * spacing)^2)))")
+EMPTY_RULES = {
+    "one": "reference and prediction empty: Dice 1, IoU 1, HD95 0, ASSD 0, NSD 1; " + ONE_EMPTY_RULE,
+    "nan": "reference and prediction empty: every metric undefined (null), left out of the means (nnU-Net's "
+           "summary.json convention); " + ONE_EMPTY_RULE,
+}
+DEFAULT_EMPTY = "one"
 IGNORE_RULE = ("voxels with the ignore label in the reference are set to background in reference and prediction "
                "before all metrics: never TP, FP or FN, never surface points")
 
@@ -61,6 +69,14 @@ def ignore_label_from_dataset_json(dataset_json: Mapping) -> Optional[int]:
     """The dataset's ignore label (dataset.json labels["ignore"]), or None."""
     ignore = dataset_json["labels"].get("ignore")
     return None if ignore is None else int(ignore)
+
+
+def label_values_from_dataset_json(dataset_json: Mapping) -> Tuple[int, ...]:
+    """Every label value that dataset.json's "labels" name: background, foreground labels or region members, ignore."""
+    values = set()
+    for value in dataset_json["labels"].values():
+        values.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+    return tuple(sorted(values))
 
 
 def classes_from_dataset_json(dataset_json: Mapping, default_tolerance_mm: float = DEFAULT_TOLERANCE_MM,
@@ -129,13 +145,21 @@ def image_diagonal_mm(shape: Sequence[int], spacing: Sequence[float]) -> float:
     return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing))))
 
 
+def check_empty_convention(empty: str) -> None:
+    """ValueError unless empty is one of EMPTY_RULES' conventions."""
+    if empty not in EMPTY_RULES:
+        raise ValueError(f"unknown empty-class convention {empty!r}; choose one of {', '.join(EMPTY_RULES)}")
+
+
 def binary_metrics(reference: np.ndarray, prediction: np.ndarray, spacing: Sequence[float], tolerance_mm: float,
-                   hausdorff_percentile: float = 95.0) -> Dict[str, float]:
+                   hausdorff_percentile: float = 95.0, empty: str = DEFAULT_EMPTY) -> Dict[str, float]:
     """Metrics of one binary (x, y[, z]) prediction against its reference mask; spacing in mm per axis.
 
     Returns Dice, IoU, HD95 (mm; the ``hausdorff_percentile``-th percentile, 100 for the maximum), ASSD (mm),
-    NSD (at ``tolerance_mm``) and the voxel counts n_ref, n_pred, TP, FP, FN. Empty masks as in the module docstring.
+    NSD (at ``tolerance_mm``) and the voxel counts n_ref, n_pred, TP, FP, FN. Empty masks as in the module docstring,
+    both empty by the ``empty`` convention ("one" or "nan").
     """
+    check_empty_convention(empty)
     reference = np.asarray(reference, dtype=bool)
     prediction = np.asarray(prediction, dtype=bool)
     if reference.shape != prediction.shape:
@@ -149,6 +173,8 @@ def binary_metrics(reference: np.ndarray, prediction: np.ndarray, spacing: Seque
     counts = {"n_ref": n_ref, "n_pred": n_pred, "TP": true_positives, "FP": n_pred - true_positives,
               "FN": n_ref - true_positives}
     if n_ref == 0 and n_pred == 0:
+        if empty == "nan":
+            return {**{m: math.nan for m in METRIC_NAMES}, **counts}
         return {"Dice": 1.0, "IoU": 1.0, "HD95": 0.0, "ASSD": 0.0, "NSD": 1.0, **counts}
     if n_ref == 0 or n_pred == 0:
         diagonal = image_diagonal_mm(reference.shape, spacing)
@@ -185,11 +211,13 @@ def _crop_to_union(reference: np.ndarray, prediction: np.ndarray) -> Tuple[np.nd
 
 
 def case_metrics(reference: np.ndarray, prediction: np.ndarray, spacing: Sequence[float],
-                 classes: Sequence[EvaluatedClass], ignore_label: Optional[int] = None) -> Dict[str, Dict[str, float]]:
+                 classes: Sequence[EvaluatedClass], ignore_label: Optional[int] = None,
+                 empty: str = DEFAULT_EMPTY) -> Dict[str, Dict[str, float]]:
     """Metrics of one case per class: {class name: binary_metrics(...)}.
 
     reference, prediction: integer label maps of one shape, (x, y[, z]) or a one-slice (x, y, z); spacing in mm per
-    axis. Voxels with ``ignore_label`` in the reference are background in both (module docstring).
+    axis. Voxels with ``ignore_label`` in the reference are background in both (module docstring). ``empty``: the
+    convention for a class empty in both ("one" or "nan").
     """
     reference, spatial_spacing = as_spatial(reference, spacing)
     prediction, _ = as_spatial(prediction, spacing)
@@ -204,5 +232,5 @@ def case_metrics(reference: np.ndarray, prediction: np.ndarray, spacing: Sequenc
             reference_mask &= annotated
             prediction_mask &= annotated
         results[evaluated.name] = binary_metrics(reference_mask, prediction_mask, spatial_spacing,
-                                                 evaluated.tolerance_mm)
+                                                 evaluated.tolerance_mm, empty=empty)
     return results

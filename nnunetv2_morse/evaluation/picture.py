@@ -1,5 +1,6 @@
 """The method at work on one case (the paper's Fig. 4): image, coarse prediction, uncertainty with the re-predicted
-points, refined prediction (and the reference, if given), for one slice of one network patch, as PNG.
+points, refined prediction (and the reference, if given with -r; otherwise the title says "no reference given"), for
+one slice of one network patch, as PNG.
 
     nnUNetv2_morse_picture -d 4 -c 2d -tr nnUNetTrainerMORSE -f 0 -i imagesTs/case_0000_0000.nii.gz --slice 40 -o fig.png
 """
@@ -67,7 +68,8 @@ def segmentation(logits: np.ndarray, regions: bool) -> np.ndarray:
 
 
 def draw(image: np.ndarray, rendered: dict, reference: Optional[np.ndarray], title: str, out_file: str) -> None:
-    """Writes the panels for one 2D slice: image (Y, X), rendered 2D maps, optional reference (Y, X)."""
+    """Writes the panels for one 2D slice: image (Y, X), rendered 2D maps, optional reference (Y, X); without a
+    reference, no reference panel and "no reference given" in the title."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -88,7 +90,7 @@ def draw(image: np.ndarray, rendered: dict, reference: Optional[np.ndarray], tit
             ax.scatter(rendered["points"][:, 1], rendered["points"][:, 0], s=1.5, c="cyan", linewidths=0)
         ax.set_title(name, fontsize=9)
         ax.axis("off")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title if reference is not None else f"{title}; no reference given", fontsize=10)
     fig.tight_layout()
     fig.savefig(out_file, dpi=120)
     plt.close(fig)
@@ -97,7 +99,11 @@ def draw(image: np.ndarray, rendered: dict, reference: Optional[np.ndarray], tit
 def make_picture(model_folder: str, image_files: Sequence[str], out_file: str, fold: str = "0",
                  slice_index: Optional[int] = None, reference_file: Optional[str] = None,
                  checkpoint: str = "checkpoint_final.pth") -> str:
-    """Preprocesses the case as nnU-Net does, takes the network patch around the slice and draws it."""
+    """Preprocesses the case as nnU-Net does, takes the network patch around the slice and draws it.
+
+    nnU-Net's preprocessor returns a placeholder segmentation (all background) without a reference file: only
+    reference_file decides whether a reference panel is drawn.
+    """
     network, plans_manager, configuration_manager, dataset_json = load_trained_network(model_folder, fold, checkpoint)
     preprocessor = configuration_manager.preprocessor_class(verbose=False)
     data, seg, _ = preprocessor.run_case(list(image_files), reference_file, plans_manager, configuration_manager,
@@ -112,13 +118,13 @@ def make_picture(model_folder: str, image_files: Sequence[str], out_file: str, f
     if len(patch_size) == 2:
         patch = central_patch(data[:, z], in_plane_centre, patch_size)
         rendered, image = render_patch(network, patch), patch[0]
-        if seg is not None:
+        if reference_file is not None:
             reference = np.maximum(central_patch(seg[:, z].astype(np.float32), in_plane_centre, patch_size)[0], 0)
     else:
         patch = central_patch(data, [z, *in_plane_centre], patch_size)
         k = patch_size[0] // 2
         rendered, image = slice_of(render_patch(network, patch), k), patch[0, k]
-        if seg is not None:
+        if reference_file is not None:
             reference = np.maximum(central_patch(seg.astype(np.float32), [z, *in_plane_centre], patch_size)[0, k], 0)
     name = os.path.basename(image_files[0])
     draw(image, rendered, reference, f"{name}, slice {z}, patch {patch_size} ({os.path.basename(model_folder)})",
@@ -135,7 +141,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("-p", default="nnUNetPlans")
     parser.add_argument("-f", default="0", help="fold")
     parser.add_argument("-i", nargs="+", required=True, help="the case's image files, one per channel")
-    parser.add_argument("-r", help="the case's reference label file (optional)")
+    parser.add_argument("-r", help="the case's reference label file (optional; without it no reference panel)")
     parser.add_argument("--slice", type=int, help="slice index along the first axis of the preprocessed case")
     parser.add_argument("-chk", default="checkpoint_final.pth")
     parser.add_argument("-o", required=True, help="output PNG")
