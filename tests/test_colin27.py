@@ -7,8 +7,8 @@ import pytest
 import SimpleITK as sitk
 
 from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
-from nnunetv2_morse import colin27
-from nnunetv2_morse.colin27 import (LABELS, class_of_region, contiguous_folds, make_colin27_dataset,
+from nnunetv2_morse.datasets import colin27
+from nnunetv2_morse.datasets.colin27 import (LABELS, class_of_region, contiguous_folds, make_colin27_dataset,
                                     read_region_names, region_class_lut)
 
 # a few lines of aal.nii.txt (same numbering and format, CRLF as in the Debian file), with their expected classes

@@ -49,8 +49,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from nnunetv2_morse.boundary_benchmark import block_mean, majority_downsample
-from nnunetv2_morse.synthetic import (FILE_ENDING, _to_sitk, prepare_raw_dataset_folder, run_dataset_builder,
+from nnunetv2_morse.datasets.boundary import block_mean, majority_downsample
+from nnunetv2_morse.datasets.synthetic import (FILE_ENDING, _to_sitk, prepare_raw_dataset_folder, run_dataset_builder,
                                       write_dataset_json)
 
 __all__ = ["make_colin27_dataset", "read_region_names", "class_of_region", "region_class_lut", "contiguous_folds",

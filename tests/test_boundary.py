@@ -9,9 +9,9 @@ import SimpleITK as sitk
 from scipy.ndimage import generate_binary_structure, maximum_filter, minimum_filter
 
 from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
-from nnunetv2_morse.boundary_benchmark import (LABELS, generate_boundary_case, main, majority_downsample,
+from nnunetv2_morse.datasets.boundary import (LABELS, generate_boundary_case, main, majority_downsample,
                                                make_boundary_dataset)
-from nnunetv2_morse.synthetic import _case_rng, generate_case
+from nnunetv2_morse.datasets.synthetic import _case_rng, generate_case
 from workspace import assert_raw_layout
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 
-from nnunetv2_morse.synthetic import (FILE_ENDING, _case_origin, _case_rng, _random_rotation, _to_sitk,
+from nnunetv2_morse.datasets.synthetic import (FILE_ENDING, _case_origin, _case_rng, _random_rotation, _to_sitk,
                                       prepare_raw_dataset_folder, run_dataset_builder, write_dataset_json)
 
 __all__ = ["make_boundary_dataset", "generate_boundary_case", "majority_downsample", "block_mean",
