@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from nnunetv2_morse.synthetic import make_synthetic_dataset
+from nnunetv2_morse.datasets.synthetic import make_synthetic_dataset
 from nnunetv2_morse.trainers import TRAINER_DIR
 
 DATASET_IDS = {2: 901, 3: 902}

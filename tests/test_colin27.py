@@ -7,9 +7,10 @@ import pytest
 import SimpleITK as sitk
 
 from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
-from nnunetv2_morse import colin27
-from nnunetv2_morse.colin27 import (LABELS, class_of_region, contiguous_folds, make_colin27_dataset,
-                                    read_region_names, region_class_lut)
+from nnunetv2_morse.datasets import colin27
+from nnunetv2_morse.datasets.colin27 import (LABELS, class_of_region, contiguous_folds, make_colin27_dataset,
+                                             read_region_names, region_class_lut)
+from nnunetv2_morse.datasets.commands import make_colin27_entry
 
 # a few lines of aal.nii.txt (same numbering and format, CRLF as in the Debian file), with their expected classes
 FAKE_REGIONS = {
@@ -157,27 +158,40 @@ def test_contiguous_folds():
 def test_console_script(tmp_path, source, monkeypatch, capsys):
     monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
     monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "preprocessed"))
-    assert colin27.main(["-d", "28", "--mode", "2d", "--every", "3", "--source", source]) == 0
-    assert capsys.readouterr().out.strip() == str(tmp_path / "raw" / "Dataset028_Colin27AAL")
+    assert make_colin27_entry(["-d", "28", "--mode", "2d", "--every", "3", "--source", source]) == 0
+    out, err = capsys.readouterr()
+    assert out == str(tmp_path / "raw" / "Dataset028_Colin27AAL") + "\n"
+    assert err == "next: nnUNetv2_plan_and_preprocess -d 28 -c 2d --verify_dataset_integrity\n"
     assert os.path.isfile(tmp_path / "preprocessed" / "Dataset028_Colin27AAL" / "splits_final.json")
+    assert make_colin27_entry(["-d", "29", "--mode", "3d", "--slab-thickness", "3", "--source", source]) == 0
+    assert capsys.readouterr().err.endswith("-d 29 -c 3d_fullres --verify_dataset_integrity\n")
 
     missing = str(tmp_path / "missing")
-    assert colin27.main(["-d", "28", "--mode", "2d", "--source", missing]) == 1
+    assert make_colin27_entry(["-d", "28", "--mode", "2d", "--source", missing]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "apt-get install -y mricron-data" in error
 
     monkeypatch.setattr(colin27, "DEFAULT_SOURCE_DIR", missing)
     monkeypatch.setattr(colin27.shutil, "which", lambda name: "/usr/bin/" + name)
     monkeypatch.setattr(colin27.os, "geteuid", lambda: 1000)
-    assert colin27.main(["-d", "28", "--mode", "2d", "--install"]) == 1
+    assert make_colin27_entry(["-d", "28", "--mode", "2d", "--install", "--source", missing]) == 1
     assert "--install needs root" in capsys.readouterr().err
 
     commands = []
     monkeypatch.setattr(colin27.os, "geteuid", lambda: 0)
     monkeypatch.setattr(colin27.subprocess, "run", lambda command: commands.append(command) or
                         type("Completed", (), {"returncode": 0})())
-    assert colin27.main(["-d", "28", "--mode", "2d", "--install"]) == 1
+    assert make_colin27_entry(["-d", "28", "--mode", "2d", "--install", "--source", missing]) == 1
     assert commands == [["apt-get", "install", "-y", "mricron-data"]]
     assert "Colin27 files missing" in capsys.readouterr().err
-    assert colin27.main(["-d", "28", "--mode", "2d", "--install", "--source", source + "_other"]) == 1
+    assert make_colin27_entry(["-d", "28", "--mode", "2d", "--install", "--source", source + "_other"]) == 1
     assert "--install fills" in capsys.readouterr().err
+
+
+def test_help_shows_the_source_folder(capsys):
+    with pytest.raises(SystemExit):
+        make_colin27_entry(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {colin27.DEFAULT_SOURCE_DIR})" in text
+    assert all(name in text for name in colin27.SOURCE_FILES)
+    assert "(default: 16)" in text and "(default: Colin27AAL)" in text

@@ -12,7 +12,7 @@ from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerp
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.run.run_training import get_trainer_from_args
 
-from nnunetv2_morse.synthetic import make_synthetic_dataset
+from nnunetv2_morse.datasets.synthetic import make_synthetic_dataset
 from workspace import nnunet_environment
 
 

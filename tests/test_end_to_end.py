@@ -12,7 +12,7 @@ import torch
 
 from nnunetv2_morse.config import MorseConfig
 from nnunetv2_morse.schedule import awa_weight
-from nnunetv2_morse.synthetic import make_synthetic_dataset
+from nnunetv2_morse.datasets.synthetic import make_synthetic_dataset
 
 TRAINER = "nnUNetTrainerMORSE_test_preempted"
 EPOCHS = 4  # as set by nnUNetTrainerMORSE_test in conftest.py

@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
-from nnunetv2_morse.synthetic import make_synthetic_dataset
+from nnunetv2_morse.datasets.synthetic import make_synthetic_dataset
 from workspace import assert_raw_layout
 
 

@@ -4,7 +4,7 @@ import os
 
 from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, plan_experiments, preprocess
 
-from nnunetv2_morse.synthetic import make_synthetic_dataset
+from nnunetv2_morse.datasets.synthetic import make_synthetic_dataset
 from nnunetv2_morse.trainers import TRAINER_DIR
 
 

@@ -30,14 +30,14 @@ def build_dataset(kind: str, size: str, raw_dir: str, preprocessed_dir: str, dat
     """
     small = size == "cpu"
     if kind.startswith("synthetic"):
-        from nnunetv2_morse.synthetic import make_synthetic_dataset
+        from nnunetv2_morse.datasets.synthetic import make_synthetic_dataset
         return make_synthetic_dataset(raw_dir, dataset_id, name=f"Study{kind}", dim=int(kind[-2]),
                                       num_training=10 if small else 40, num_test=2, seed=seed)
     if kind.startswith("boundary"):
-        from nnunetv2_morse.boundary_benchmark import make_boundary_dataset
+        from nnunetv2_morse.datasets.boundary import make_boundary_dataset
         return make_boundary_dataset(raw_dir, dataset_id, dim=int(kind[-2]), num_training=10 if small else None,
                                      num_test=2, seed=seed)
-    from nnunetv2_morse.colin27 import make_colin27_dataset
+    from nnunetv2_morse.datasets.colin27 import make_colin27_dataset
     return make_colin27_dataset(raw_dir, dataset_id, mode=kind[-2:], every=3 if small and kind.endswith("2d") else 1,
                                 downsample=2 if small else 1, preprocessed_dir=preprocessed_dir)
 

@@ -15,25 +15,21 @@ thinnest tubes are partly lost in the label, as they would be. The image is the 
 by a Gaussian point-spread function, averaged over each output voxel (partial volume), times a smooth random bias
 field, plus Gaussian noise.
 
-``shape`` and ``spacing`` are in numpy axis order ((y, x) in 2D, (z, y, x) in 3D), as in ``synthetic.py``, whose
-case streams, file conventions and SimpleITK helpers are used here; object sizes scale with the smallest spacing.
+``shape`` and ``spacing`` are in numpy axis order ((y, x) in 2D, (z, y, x) in 3D); case streams and files as in
+``raw.py``, the same as ``synthetic.py``'s; object sizes scale with the smallest spacing.
 """
 
-import argparse
-import os
-import sys
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
+from skimage.measure import block_reduce
 
-from nnunetv2_morse.synthetic import (FILE_ENDING, _case_origin, _case_rng, _random_rotation, _to_sitk,
-                                      prepare_raw_dataset_folder, run_dataset_builder, write_dataset_json)
+from nnunetv2_morse.datasets.raw import (GENERATED_DATA_LICENCE, majority_downsample, prepare_raw_dataset_folder,
+                                         random_rotation, write_dataset_json, write_generated_cases)
 
-__all__ = ["make_boundary_dataset", "generate_boundary_case", "majority_downsample", "block_mean",
-           "LABELS", "DEFAULT_SHAPES", "DEFAULT_SPACINGS",
-           "SUPERSAMPLING"]
+__all__ = ["make_boundary_dataset", "generate_boundary_case", "LABELS", "DEFAULT_SHAPES", "DEFAULT_SPACINGS",
+           "DEFAULT_NUM_TRAINING", "DEFAULT_NUM_TEST", "SUPERSAMPLING"]
 
 LABELS = {"background": 0, "vessel": 1, "wall": 2, "lumen": 3, "parenchyma": 4}
 DEFAULT_SHAPES = {2: (128, 128), 3: (48, 48, 48)}
@@ -89,7 +85,7 @@ def _random_star(rng: np.random.Generator, dim: int, center: np.ndarray, radius:
     semi_axes = radius * rng.uniform(1.0 - elongation, 1.0 + elongation, size=dim)
     directions = rng.normal(size=(num_waves, dim))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    return {"center": center, "semi_axes": semi_axes, "rotation": _random_rotation(rng, dim),
+    return {"center": center, "semi_axes": semi_axes, "rotation": random_rotation(rng, dim),
             "wave_vectors": directions * rng.uniform(0.5, 1.0, size=(num_waves, 1)) * wave_frequency,
             "wave_amplitudes": rng.uniform(0.3, 1.0, size=num_waves) * wave_amplitude / np.sqrt(num_waves),
             "wave_phases": rng.uniform(0.0, 2.0 * np.pi, size=num_waves)}
@@ -164,30 +160,6 @@ def _smooth_bias_field(shape: Sequence[int], rng: np.random.Generator, strength:
     return np.exp(strength * np.sqrt(2.0 / num_waves) * log_field)
 
 
-def majority_downsample(label: np.ndarray, factors: Sequence[int], num_classes: int) -> np.ndarray:
-    """Majority label of each block of ``factors`` voxels (ties: lowest class).
-
-    label: integer array whose shape is divisible by ``factors`` per axis, values in 0..num_classes-1. Returns uint8
-    of shape ``label.shape // factors``.
-    """
-    factors = tuple(int(f) for f in factors)
-    if any(n % f for n, f in zip(label.shape, factors)):
-        raise ValueError(f"label shape {label.shape} is not divisible by the block size {factors}")
-    out_shape = tuple(n // f for n, f in zip(label.shape, factors))
-    split = [v for n, f in zip(out_shape, factors) for v in (n, f)]
-    block_axes = tuple(range(1, 2 * len(factors), 2))
-    blocks = label.reshape(split)
-    counts = np.stack([(blocks == c).sum(axis=block_axes, dtype=np.int32) for c in range(num_classes)])
-    return np.argmax(counts, axis=0).astype(np.uint8)
-
-
-def block_mean(array: np.ndarray, factors: Sequence[int]) -> np.ndarray:
-    """Mean of each block of ``factors`` voxels; shape must be divisible by ``factors``."""
-    out_shape = tuple(n // int(f) for n, f in zip(array.shape, factors))
-    split = [v for n, f in zip(out_shape, factors) for v in (n, int(f))]
-    return array.reshape(split).mean(axis=tuple(range(1, 2 * len(out_shape), 2)))
-
-
 def generate_boundary_case(shape: Sequence[int], spacing: Sequence[float],
                            rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     """One boundary-benchmark case.
@@ -238,7 +210,7 @@ def generate_boundary_case(shape: Sequence[int], spacing: Sequence[float],
     intensity = CLASS_INTENSITY + np.concatenate([[0.0], rng.uniform(-0.1, 0.1, size=len(CLASS_INTENSITY) - 1)])
     psf_sigma_fine = rng.uniform(0.4, 0.7) * factor  # in fine voxels: 0.4 to 0.7 output voxels
     fine_image = gaussian_filter(intensity[label], psf_sigma_fine, mode="nearest")
-    image = block_mean(fine_image, (factor,) * dim)
+    image = block_reduce(fine_image, (factor,) * dim, np.mean)
     image = image * _smooth_bias_field(shape, rng, strength=0.15)
     image = image + rng.normal(0.0, rng.uniform(0.12, 0.2), size=shape) + rng.uniform(-0.2, 0.2)
     return image.astype(np.float32), majority_downsample(label, (factor,) * dim, len(LABELS))
@@ -268,44 +240,10 @@ def make_boundary_dataset(raw_dir: str, dataset_id: int, dim: int = 2, num_train
         raise ValueError(f"shape {shape} is too small for the boundary benchmark; use at least 16 voxels per axis")
     folder = prepare_raw_dataset_folder(raw_dir, dataset_id, name, ("imagesTr", "labelsTr", "imagesTs"))
 
-    for index in range(num_training + num_test):
-        split = "train" if index < num_training else "test"
-        rng = _case_rng(seed, split, index)
-        origin = _case_origin(rng, dim)
-        image, label = generate_boundary_case(shape, spacing, rng)
-        case = f"case_{index:04d}"
-        image_dir = "imagesTr" if split == "train" else "imagesTs"
-        sitk.WriteImage(_to_sitk(image, spacing, origin), os.path.join(folder, image_dir, f"{case}_0000{FILE_ENDING}"),
-                        True)
-        if split == "train":
-            sitk.WriteImage(_to_sitk(label, spacing, origin), os.path.join(folder, "labelsTr", case + FILE_ENDING),
-                            True)
-
+    write_generated_cases(folder, lambda rng: generate_boundary_case(shape, spacing, rng), spacing, num_training,
+                          num_test, seed)
     write_dataset_json(folder, name, f"Synthetic {dim}D boundary benchmark for MORSE: thin vessels, thin-walled "
                                      f"cysts touching their lumen, wavy parenchyma; labels by sub-voxel majority "
-                                     f"(seed {seed}).", "boundary_synthetic", LABELS, num_training)
+                                     f"(seed {seed}).", "boundary_synthetic", LABELS, num_training,
+                       licence=GENERATED_DATA_LICENCE)
     return folder
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Console script ``nnUNetv2_morse_make_boundary_dataset``: writes the dataset into ``$nnUNet_raw``."""
-    parser = argparse.ArgumentParser(
-        description="Write the synthetic boundary benchmark (thin vessels, thin-walled cysts, touching classes, "
-                    "partial volume, noise, bias field) as an nnU-Net v2 raw dataset into $nnUNet_raw.")
-    parser.add_argument("-d", "--dataset-id", type=int, required=True, help="nnU-Net dataset id (1..999)")
-    parser.add_argument("--dim", type=int, choices=(2, 3), required=True, help="2D images or 3D volumes")
-    parser.add_argument("-n", "--num-training", type=int, default=None,
-                        help="training cases (default 40 in 2D, 20 in 3D)")
-    parser.add_argument("--num-test", type=int, default=None, help="cases in imagesTs (default 10 in 2D, 5 in 3D)")
-    parser.add_argument("--shape", type=int, nargs="+", default=None,
-                        help="image shape in numpy order, (y x) or (z y x) (default 128 128 / 48 48 48)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--name", default="MorseBoundary", help="dataset name (default MorseBoundary)")
-    args = parser.parse_args(argv)
-    return run_dataset_builder(lambda: make_boundary_dataset(
-        os.environ["nnUNet_raw"], args.dataset_id, dim=args.dim, num_training=args.num_training,
-        num_test=args.num_test, shape=args.shape, seed=args.seed, name=args.name))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

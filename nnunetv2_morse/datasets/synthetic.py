@@ -4,43 +4,20 @@ Every case is a noisy single-channel image holding a few smooth ellipses (2D) or
 foreground class. Object edges are blurred (partial volume), so there are real boundaries to learn. The label of a
 voxel is the class of the topmost object covering at least half of it, 0 (background) elsewhere.
 
-Conventions: ``shape`` and ``spacing`` are given in numpy array axis order, i.e. (y, x) in 2D and (z, y, x) in 3D,
-the order nnU-Net uses internally. SimpleITK stores the reversed order, so a 3D default spacing of (1.5, 1.0, 1.0)
-appears as ``GetSpacing() == (1.0, 1.0, 1.5)``. 2D cases are written as plain 2D NIfTI images (SimpleITK size
-(W, H)), which nnU-Net's SimpleITKIO reads as shape (1, 1, H, W) with a dummy out-of-plane spacing.
+Conventions (numpy axis order for shapes and spacings) and file layout: see ``raw.py``.
 """
 
-import json
-import os
-import re
-import shutil
-import sys
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
-import SimpleITK as sitk
+
+from nnunetv2_morse.datasets.raw import (GENERATED_DATA_LICENCE, prepare_raw_dataset_folder, random_rotation,
+                                         write_dataset_json, write_generated_cases)
 
 __all__ = ["make_synthetic_dataset", "generate_case", "DEFAULT_SHAPES", "DEFAULT_SPACINGS"]
 
 DEFAULT_SHAPES = {2: (64, 64), 3: (32, 32, 32)}
 DEFAULT_SPACINGS = {2: (1.0, 1.0), 3: (1.5, 1.0, 1.0)}
-
-FILE_ENDING = ".nii.gz"
-_SPLIT_CODES = {"train": 0, "test": 1}
-
-
-def _case_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    """Independent random stream for one case, fixed by (seed, split, index)."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed), _SPLIT_CODES[split], int(index)]))
-
-
-def _random_rotation(rng: np.random.Generator, dim: int) -> np.ndarray:
-    """Random proper rotation matrix of shape (dim, dim)."""
-    q, r = np.linalg.qr(rng.normal(size=(dim, dim)))
-    q = q * np.sign(np.diag(r))[None, :]
-    if np.linalg.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
 
 
 def _object_occupancy(coords: np.ndarray, center: np.ndarray, semi_axes: np.ndarray, rotation: np.ndarray,
@@ -85,10 +62,10 @@ def generate_case(shape: Sequence[int], spacing: Sequence[float], num_foreground
     min_extent = float(extent.min())
     objects = []
     for c in classes:
-        semi_axes = rng.uniform(0.10, 0.22, size=dim) * min_extent if dim == 2 else rng.uniform(0.12, 0.25, size=dim) * min_extent
+        semi_axes = (rng.uniform(0.10, 0.22, size=dim) if dim == 2 else rng.uniform(0.12, 0.25, size=dim)) * min_extent
         margin = semi_axes.max() + 1.0 * spacing.max()
         center = np.array([rng.uniform(min(margin, e / 2), max(e - margin, e / 2)) for e in extent])
-        objects.append((int(c), center, semi_axes, _random_rotation(rng, dim)))
+        objects.append((int(c), center, semi_axes, random_rotation(rng, dim)))
     # larger objects first so that smaller ones stay visible on top
     objects.sort(key=lambda o: -float(np.prod(o[2])))
 
@@ -105,75 +82,6 @@ def generate_case(shape: Sequence[int], spacing: Sequence[float], num_foreground
     bias = 1.0 + np.tensordot(rng.uniform(-0.15, 0.15, size=dim), normed, axes=1)
     image = image * bias + rng.normal(0.0, 0.25, size=shape) + rng.uniform(-0.2, 0.2)
     return image.astype(np.float32), label
-
-
-def _to_sitk(array: np.ndarray, spacing: Sequence[float], origin: Sequence[float]) -> sitk.Image:
-    """numpy array (numpy axis order) -> SimpleITK image with reversed spacing/origin and identity direction."""
-    img = sitk.GetImageFromArray(array)
-    img.SetSpacing(tuple(float(s) for s in spacing[::-1]))
-    img.SetOrigin(tuple(float(o) for o in origin[::-1]))
-    img.SetDirection(tuple(np.eye(array.ndim).ravel().tolist()))
-    return img
-
-
-def _case_origin(rng: np.random.Generator, dim: int) -> np.ndarray:
-    """Per-case origin (numpy axis order), non-zero so geometry handling is exercised."""
-    return np.round(rng.uniform(-50.0, 50.0, size=dim), 2)
-
-
-def prepare_raw_dataset_folder(raw_dir: str, dataset_id: int, name: str, subfolders: Sequence[str]) -> str:
-    """Create an empty ``<raw_dir>/Dataset<ID>_<name>`` with ``subfolders`` (an existing one is replaced) and
-    return its absolute path. Refuses a different dataset folder with the same id."""
-    if not 1 <= int(dataset_id) <= 999:
-        raise ValueError(f"dataset_id must be in 1..999, got {dataset_id}")
-    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
-        raise ValueError(f"dataset name {name!r} may only contain letters, digits, '_' and '-'")
-    os.makedirs(raw_dir, exist_ok=True)
-    folder_name = f"Dataset{int(dataset_id):03d}_{name}"
-    prefix = f"Dataset{int(dataset_id):03d}_"
-    clashes = [d for d in os.listdir(raw_dir)
-               if d.startswith(prefix) and d != folder_name and os.path.isdir(os.path.join(raw_dir, d))]
-    if clashes:
-        raise RuntimeError(f"{raw_dir} already holds {clashes[0]} with the same dataset id {dataset_id}; remove it "
-                           f"or use another id")
-    folder = os.path.join(os.path.abspath(raw_dir), folder_name)
-    if os.path.isdir(folder):
-        shutil.rmtree(folder)
-    for sub in subfolders:
-        os.makedirs(os.path.join(folder, sub))
-    return folder
-
-
-def write_dataset_json(folder: str, name: str, description: str, channel_name: str, labels: Dict[str, int],
-                       num_training: int) -> None:
-    """nnU-Net v2 ``dataset.json`` for a single-channel ``.nii.gz`` dataset read with SimpleITK."""
-    dataset_json = {
-        "name": name,
-        "description": description,
-        "channel_names": {"0": channel_name},
-        "labels": labels,
-        "numTraining": int(num_training),
-        "file_ending": FILE_ENDING,
-        "overwrite_image_reader_writer": "SimpleITKIO",
-    }
-    with open(os.path.join(folder, "dataset.json"), "w") as f:
-        json.dump(dataset_json, f, indent=2)
-
-
-def run_dataset_builder(build: Callable[[], str], variables: Sequence[str] = ("nnUNet_raw",)) -> int:
-    """Body of the dataset builders' console scripts: refuse unset nnU-Net path variables, run build, print the
-    folder it wrote (exit code 0) or its error in one line (exit code 1)."""
-    for variable in variables:
-        if not os.environ.get(variable):
-            print(f"{variable} is not set: export {variable}=/path/to/{variable} first", file=sys.stderr)
-            return 1
-    try:
-        folder = build()
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(folder)
-    return 0
 
 
 def make_synthetic_dataset(raw_dir: str, dataset_id: int, name: str = "MorseSynthetic", dim: int = 2,
@@ -200,24 +108,9 @@ def make_synthetic_dataset(raw_dir: str, dataset_id: int, name: str = "MorseSynt
 
     folder = prepare_raw_dataset_folder(raw_dir, dataset_id, name, ("imagesTr", "labelsTr", "imagesTs"))
 
-    def write(split: str, index: int, with_label: bool):
-        rng = _case_rng(seed, split, index)
-        origin = _case_origin(rng, dim)
-        image, label = generate_case(shape, spacing, num_foreground_classes, rng)
-        case = f"case_{index:04d}"
-        img_dir = "imagesTr" if split == "train" else "imagesTs"
-        sitk.WriteImage(_to_sitk(image, spacing, origin), os.path.join(folder, img_dir, f"{case}_0000{FILE_ENDING}"),
-                        True)
-        if with_label:
-            sitk.WriteImage(_to_sitk(label, spacing, origin), os.path.join(folder, "labelsTr", case + FILE_ENDING),
-                            True)
-
-    for i in range(num_training):
-        write("train", i, True)
-    for j in range(num_test):
-        write("test", num_training + j, False)
-
+    write_generated_cases(folder, lambda rng: generate_case(shape, spacing, num_foreground_classes, rng), spacing,
+                          num_training, num_test, seed)
     labels = {"background": 0, **{f"class_{c}": c for c in range(1, num_foreground_classes + 1)}}
     write_dataset_json(folder, name, f"Synthetic {dim}D ellipse/ellipsoid dataset for MORSE (seed {seed}).",
-                       "synthetic", labels, num_training)
+                       "synthetic", labels, num_training, licence=GENERATED_DATA_LICENCE)
     return folder

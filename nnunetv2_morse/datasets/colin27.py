@@ -38,28 +38,26 @@ the raw dataset folder. ``nnUNetv2_plan_and_preprocess`` keeps it: it only repla
 when it is missing and checks that the two agree.
 """
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
-import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
+from skimage.measure import block_reduce
 
-from nnunetv2_morse.boundary_benchmark import block_mean, majority_downsample
-from nnunetv2_morse.synthetic import (FILE_ENDING, _to_sitk, prepare_raw_dataset_folder, run_dataset_builder,
-                                      write_dataset_json)
+from nnunetv2_morse.datasets.raw import majority_downsample, prepare_raw_dataset_folder, write_case, write_dataset_json
 
 __all__ = ["make_colin27_dataset", "read_region_names", "class_of_region", "region_class_lut", "contiguous_folds",
-           "missing_source_files", "CLASS_GROUPS", "LABELS", "DEFAULT_SOURCE_DIR", "SOURCE_FILES"]
+           "missing_source_files", "install_source", "CLASS_GROUPS", "LABELS", "DEFAULT_SOURCE_DIR", "SOURCE_FILES"]
 
 DEFAULT_SOURCE_DIR = "/usr/share/mricron/templates"
 T1_FILE, ATLAS_FILE, NAMES_FILE = "ch2.nii.gz", "aal.nii.gz", "aal.nii.txt"
 SOURCE_FILES = (T1_FILE, ATLAS_FILE, NAMES_FILE)
 INSTALL_COMMAND = "apt-get install -y mricron-data"
+SOURCE_LICENCE = "as Debian's mricron-data package: /usr/share/doc/mricron-data/copyright"
 
 # (class name, AAL region name prefixes), class index = position + 1
 CLASS_GROUPS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
@@ -156,7 +154,7 @@ def _downsample_in_plane(image: np.ndarray, labels: np.ndarray, factor: int) -> 
         return image, labels
     ny, nx = (n - n % factor for n in image.shape[-2:])
     blocks = (1,) * (image.ndim - 2) + (factor, factor)
-    return (block_mean(image[..., :ny, :nx], blocks).astype(np.float32),
+    return (block_reduce(image[..., :ny, :nx], blocks, np.mean).astype(np.float32),
             majority_downsample(labels[..., :ny, :nx], blocks, len(LABELS)))
 
 
@@ -219,16 +217,12 @@ def make_colin27_dataset(raw_dir: str, dataset_id: int, mode: str = "2d", every:
             case_image, case_labels, origin = image[group[0]], labels[group[0]], corner[1::-1]
         else:
             case_image, case_labels, origin = image[group], labels[group], corner[::-1]
-        for array, path in ((case_image, os.path.join(folder, "imagesTr", f"{case_id}_0000{FILE_ENDING}")),
-                            (case_labels, os.path.join(folder, "labelsTr", case_id + FILE_ENDING))):
-            sitk_image = _to_sitk(array, spacing, origin)
-            sitk_image.SetDirection(tuple(direction_out.ravel().tolist()))
-            sitk.WriteImage(sitk_image, path, True)
+        write_case(folder, case_id, case_image, case_labels, spacing, origin, direction_out)
 
     write_dataset_json(folder, name, f"Colin27 T1 (mricron-data ch2) with AAL regions grouped into lobes; {mode} "
                                      f"axial {'slices' if mode == '2d' else 'slabs'}, every {every}, in-plane "
                                      f"downsampling {downsample}; folds are contiguous blocks in z.", "T1", LABELS,
-                       len(case_ids))
+                       len(case_ids), licence=SOURCE_LICENCE)
     split_folders = (folder, os.path.join(preprocessed_dir, os.path.basename(folder)))
     for split_folder in split_folders:
         os.makedirs(split_folder, exist_ok=True)
@@ -237,7 +231,7 @@ def make_colin27_dataset(raw_dir: str, dataset_id: int, mode: str = "2d", every:
     return folder
 
 
-def _install_source(source_dir: str) -> Optional[str]:
+def install_source(source_dir: str) -> Optional[str]:
     """Run ``apt-get install -y mricron-data`` for the default source folder; return an error line or None."""
     if os.path.abspath(source_dir) != os.path.abspath(DEFAULT_SOURCE_DIR):
         return f"--install fills {DEFAULT_SOURCE_DIR} only; drop --source or --install"
@@ -250,39 +244,3 @@ def _install_source(source_dir: str) -> Optional[str]:
     if result.returncode != 0:
         return f"'{INSTALL_COMMAND}' failed with exit code {result.returncode} (try 'apt-get update' first)"
     return None
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Console script ``nnUNetv2_morse_make_colin27``: writes into ``$nnUNet_raw`` and ``$nnUNet_preprocessed``."""
-    parser = argparse.ArgumentParser(
-        description="Write the Colin27 T1 + AAL lobes benchmark (Debian mricron-data) as an nnU-Net v2 raw dataset "
-                    "into $nnUNet_raw, with contiguous-block folds in $nnUNet_preprocessed/<dataset>/"
-                    "splits_final.json.")
-    parser.add_argument("-d", "--dataset-id", type=int, required=True, help="nnU-Net dataset id (1..999)")
-    parser.add_argument("--mode", choices=("2d", "3d"), required=True, help="axial slices or axial slabs")
-    parser.add_argument("--every", type=int, default=1, help="keep every K-th axial slice (default 1)")
-    parser.add_argument("--downsample", type=int, default=1,
-                        help="in-plane block size F: F x F voxels become one, spacing F mm (default 1; 2 for CPU)")
-    parser.add_argument("--slab-thickness", type=int, default=16, help="3D: kept slices per slab (default 16)")
-    parser.add_argument("--source", default=None,
-                        help=f"folder with {', '.join(SOURCE_FILES)} (default {DEFAULT_SOURCE_DIR})")
-    parser.add_argument("--install", action="store_true",
-                        help=f"run '{INSTALL_COMMAND}' if the files are missing (needs root)")
-    parser.add_argument("--name", default="Colin27AAL", help="dataset name (default Colin27AAL)")
-    args = parser.parse_args(argv)
-    source_dir = args.source or DEFAULT_SOURCE_DIR
-
-    def build() -> str:
-        if args.install and missing_source_files(source_dir):
-            error = _install_source(source_dir)
-            if error:
-                raise RuntimeError(error)
-        return make_colin27_dataset(os.environ["nnUNet_raw"], args.dataset_id, mode=args.mode, every=args.every,
-                                    downsample=args.downsample, slab_thickness=args.slab_thickness,
-                                    source_dir=source_dir, name=args.name)
-
-    return run_dataset_builder(build, ("nnUNet_raw", "nnUNet_preprocessed"))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

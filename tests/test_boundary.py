@@ -9,9 +9,11 @@ import SimpleITK as sitk
 from scipy.ndimage import generate_binary_structure, maximum_filter, minimum_filter
 
 from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
-from nnunetv2_morse.boundary_benchmark import (LABELS, generate_boundary_case, main, majority_downsample,
-                                               make_boundary_dataset)
-from nnunetv2_morse.synthetic import _case_rng, generate_case
+from nnunetv2_morse.datasets.boundary import (DEFAULT_NUM_TEST, DEFAULT_NUM_TRAINING, DEFAULT_SHAPES, LABELS,
+                                              generate_boundary_case, make_boundary_dataset)
+from nnunetv2_morse.datasets.commands import make_boundary_dataset_entry
+from nnunetv2_morse.datasets.raw import case_rng
+from nnunetv2_morse.datasets.synthetic import generate_case
 from workspace import assert_raw_layout
 
 
@@ -85,7 +87,7 @@ def test_boundaries_are_thin_and_classes_touch(dim, shape, synthetic_shape, synt
     are thin; wall and lumen share a border in every case, and so do vessels and parenchyma in most."""
     ours, theirs, vessel_pairs = [], [], 0
     for index in range(4):
-        _, label = generate_boundary_case(shape, (1.0,) * dim, _case_rng(0, "train", index))
+        _, label = generate_boundary_case(shape, (1.0,) * dim, case_rng(0, "train", index))
         ours.append(near_boundary_fraction(label))
         vessel = label == LABELS["vessel"]
         assert vessel.sum() > 0
@@ -93,21 +95,11 @@ def test_boundaries_are_thin_and_classes_touch(dim, shape, synthetic_shape, synt
         pairs = adjacent_class_pairs(label)
         assert (LABELS["wall"], LABELS["lumen"]) in pairs
         vessel_pairs += (LABELS["vessel"], LABELS["parenchyma"]) in pairs
-        _, synthetic_label = generate_case(synthetic_shape, synthetic_spacing, 2, _case_rng(0, "train", index))
+        _, synthetic_label = generate_case(synthetic_shape, synthetic_spacing, 2, case_rng(0, "train", index))
         theirs.append(near_boundary_fraction(synthetic_label))
     assert vessel_pairs >= 3
     assert np.mean(ours) > 0.4
     assert np.mean(ours) > 1.25 * np.mean(theirs)
-
-
-def test_majority_downsample_and_ties():
-    label = np.array([[1, 1, 2, 0],
-                      [1, 0, 2, 0],
-                      [3, 3, 0, 0],
-                      [2, 2, 0, 4]], dtype=np.uint8)
-    assert majority_downsample(label, (2, 2), 5).tolist() == [[1, 0], [2, 0]]
-    with pytest.raises(ValueError, match="divisible"):
-        majority_downsample(label[:3], (2, 2), 5)
 
 
 @pytest.mark.parametrize("dim, shape", [(2, (64, 64)), (3, (32, 32, 32))])
@@ -118,12 +110,30 @@ def test_passes_nnunet_integrity_check(tmp_path, dim, shape):
 
 def test_console_script(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("nnUNet_raw", raising=False)
-    assert main(["-d", "25", "--dim", "2"]) == 1
+    assert make_boundary_dataset_entry(["-d", "25", "--dim", "2"]) == 1
     assert "nnUNet_raw is not set" in capsys.readouterr().err
     monkeypatch.setenv("nnUNet_raw", str(tmp_path))
-    assert main(["-d", "25", "--dim", "2", "-n", "2", "--num-test", "0", "--shape", "32", "32", "--seed", "3"]) == 0
-    folder = capsys.readouterr().out.strip()
-    assert folder == os.path.join(str(tmp_path), "Dataset025_MorseBoundary")
-    assert len(os.listdir(os.path.join(folder, "labelsTr"))) == 2
-    assert main(["-d", "25", "--dim", "3", "--shape", "8", "8", "8"]) == 1
+    assert make_boundary_dataset_entry(["-d", "25", "--dim", "3", "-n", "2", "--num-test", "0", "--shape", "16", "16",
+                                        "16", "--seed", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert out == os.path.join(str(tmp_path), "Dataset025_MorseBoundary") + "\n"
+    assert err == "next: nnUNetv2_plan_and_preprocess -d 25 -c 3d_fullres --verify_dataset_integrity\n"
+    assert len(os.listdir(os.path.join(out.strip(), "labelsTr"))) == 2
+    assert len(os.listdir(os.path.join(out.strip(), "imagesTs"))) == 0
+    assert make_boundary_dataset_entry(["-d", "26", "--dim", "2", "--num-test", "1", "--shape", "32", "32"]) == 0
+    out, err = capsys.readouterr()
+    assert len(os.listdir(os.path.join(out.strip(), "labelsTr"))) == DEFAULT_NUM_TRAINING[2]
+    assert err.endswith("-d 26 -c 2d --verify_dataset_integrity\n")
+    assert make_boundary_dataset_entry(["-d", "25", "--dim", "3", "--shape", "8", "8", "8"]) == 1
     assert capsys.readouterr().err.startswith("error: shape (8, 8, 8) is too small")
+
+
+def test_help_shows_the_builder_defaults(capsys):
+    with pytest.raises(SystemExit):
+        make_boundary_dataset_entry(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {DEFAULT_NUM_TRAINING[2]} in 2D, {DEFAULT_NUM_TRAINING[3]} in 3D)" in text
+    assert f"(default: {DEFAULT_NUM_TEST[2]} in 2D, {DEFAULT_NUM_TEST[3]} in 3D)" in text
+    shapes = [" ".join(map(str, DEFAULT_SHAPES[dim])) for dim in (2, 3)]
+    assert f"(default: {shapes[0]} in 2D, {shapes[1]} in 3D)" in text
+    assert "(default: 0)" in text and "(default: MorseBoundary)" in text
