@@ -59,6 +59,7 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         num_decoder_stages = len(self.configuration_manager.pool_op_kernel_sizes) - 1
         spatial_dims = len(self.configuration_manager.patch_size)
+        self.morse_config.check_dimensions(spatial_dims)
         self.morse_config.experts_for(spatial_dims, num_decoder_stages)
         for key in MORSE_LOG_KEYS:
             self.logger.local_logger.my_fantastic_logging.setdefault(key, [])
