@@ -1,11 +1,14 @@
 """nnUNetTrainerMORSE's own hooks on hand-made plans: gradient clipping, checkpoint writing, configuration checks."""
 import dataclasses
+import os
 
 import pytest
 import torch
 
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
 from nnunetv2_morse.config import MorseConfigError
-from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE
+from nnunetv2_morse.trainers.morse import MorseCheckpointError, nnUNetTrainerMORSE
 from plans import DATASET_JSON, SMALL, trainer_plans
 from workspace import nnunet_environment
 
@@ -16,6 +19,91 @@ def small_trainer_class(**config_changes):
     return type("nnUNetTrainerMORSE_small", (nnUNetTrainerMORSE,), {"morse_config": config})
 
 
+def initialized(trainer_class, root, dim=2):
+    """trainer_class on the hand-made 3-class plans, initialised on the CPU inside an nnU-Net work area at root."""
+    with nnunet_environment(root):
+        trainer = trainer_class(trainer_plans(dim), "cfg", 0, DATASET_JSON, torch.device("cpu"))
+        os.makedirs(trainer.preprocessed_dataset_folder, exist_ok=True)  # nnU-Net reads the data format from a file
+        open(os.path.join(trainer.preprocessed_dataset_folder, "case.b2nd"), "w").close()
+        trainer.initialize()
+    return trainer
+
+
+def batch_for(trainer, seed):
+    """A batch as nnU-Net's data loader gives it: data (B, 1, *patch), one target per deep-supervision scale."""
+    generator = torch.Generator().manual_seed(seed)
+    patch = trainer.configuration_manager.patch_size
+    data = torch.randn(trainer.batch_size, 1, *patch, generator=generator)
+    labels = torch.randint(0, 3, (trainer.batch_size, 1, *patch), generator=generator).float()
+    targets = [labels[(..., *[slice(None, None, round(1 / s)) for s in scale])]
+               for scale in trainer._get_deep_supervision_scales()]
+    return {"data": data, "target": targets}
+
+
 def test_dense_gate_in_3d_is_refused_at_construction(tmp_path):
     with nnunet_environment(tmp_path), pytest.raises(MorseConfigError, match="MorseConfig.gate='dense'.*in 3D"):
         small_trainer_class(gate="dense")(trainer_plans(3), "cfg", 0, DATASET_JSON, torch.device("cpu"))
+
+
+def test_checkpoint_is_written_once_and_loads(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    trainer = initialized(small_trainer_class(), tmp_path)
+    trainer.train_step(batch_for(trainer, seed=1))
+    writes = []
+    save = torch.save
+
+    def recording_save(obj, f, *args, **kwargs):
+        writes.append(f)
+        save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", recording_save)
+    path = str(tmp_path / "checkpoint.pth")
+    trainer.save_checkpoint(path)
+    assert writes == [path]
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    assert checkpoint["trainer_name"] == "nnUNetTrainerMORSE_small"
+    assert checkpoint["morse"]["config"] == dataclasses.asdict(SMALL)
+    assert set(checkpoint["morse"]["rng_state"]) == {"torch", "numpy", "python", "cuda"}
+    resumed = initialized(small_trainer_class(), tmp_path)
+    resumed.load_checkpoint(path)
+    for (name, a), b in zip(trainer.network.state_dict().items(), resumed.network.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert resumed.optimizer.state_dict()["state"].keys() == trainer.optimizer.state_dict()["state"].keys()
+    assert resumed.current_epoch == 1
+
+
+def test_checkpoint_without_the_morse_entry_is_an_error(tmp_path, monkeypatch):
+    """Should nnU-Net's save_checkpoint stop handing its dict to torch.save(checkpoint, filename), saving fails loudly."""
+    trainer = initialized(small_trainer_class(), tmp_path)
+    monkeypatch.setattr(nnUNetTrainer, "save_checkpoint", lambda self, filename: torch.save({}, filename))
+    with pytest.raises(MorseCheckpointError, match="written without MORSE's settings"):
+        trainer.save_checkpoint(str(tmp_path / "checkpoint.pth"))
+
+
+def test_resume_under_changed_settings_is_refused_naming_the_fields(tmp_path):
+    trainer = initialized(small_trainer_class(), tmp_path)
+    path = str(tmp_path / "checkpoint.pth")
+    trainer.save_checkpoint(path)
+    changed = initialized(small_trainer_class(expert_drop_prob=0.5, awa="off", head_hidden=(16, 8)), tmp_path)
+    weights_before = [p.detach().clone() for p in changed.network.parameters()]
+    with pytest.raises(MorseCheckpointError) as error:
+        changed.load_checkpoint(path)
+    message = str(error.value)
+    assert "\n" not in message
+    assert 'expert_drop_prob 0.7 -> 0.5' in message and 'awa "linear" -> "off"' in message
+    assert "head_hidden [16, 16] -> [16, 8]" in message and "num_points" not in message
+    assert "start fresh without --c in a new output folder, or restore the variant's settings" in message
+    assert changed.current_epoch == 0
+    assert all(torch.equal(p, q) for p, q in zip(changed.network.parameters(), weights_before))
+
+
+def test_resume_from_a_checkpoint_without_morse_settings_is_refused(tmp_path):
+    trainer = initialized(small_trainer_class(), tmp_path)
+    path = str(tmp_path / "checkpoint.pth")
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    del checkpoint["morse"]
+    torch.save(checkpoint, path)
+    with pytest.raises(MorseCheckpointError, match="holds no MORSE settings"):
+        initialized(small_trainer_class(), tmp_path).load_checkpoint(path)

@@ -5,7 +5,7 @@ import dataclasses
 import json
 import os
 import random
-from typing import ClassVar, Optional
+from typing import ClassVar, List, Optional
 
 import numpy as np
 import torch
@@ -47,6 +47,18 @@ def restore_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def config_differences(saved: dict, current: dict) -> List[str]:
+    """'field old -> new' for every field in which two MorseConfig dicts differ, compared as JSON (tuples = lists)."""
+    saved, current = json.loads(json.dumps(saved)), json.loads(json.dumps(current))
+
+    def shown(config: dict, key: str) -> str:
+        return json.dumps(config[key]) if key in config else "(absent)"
+
+    keys = list(current) + [key for key in saved if key not in current]
+    return [f"{key} {shown(saved, key)} -> {shown(current, key)}" for key in keys
+            if key not in saved or key not in current or saved[key] != current[key]]
 
 
 class nnUNetTrainerMORSE(nnUNetTrainer):
@@ -104,15 +116,36 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
             self._rng_state_to_restore = None
 
     def save_checkpoint(self, filename: str) -> None:
-        """nnU-Net's checkpoint plus the MORSE configuration and the random states (for an exact resume)."""
-        super().save_checkpoint(filename)
-        if self.local_rank == 0 and not self.disable_checkpointing:
-            checkpoint = torch.load(filename, map_location="cpu", weights_only=False)
-            checkpoint["morse"] = {"config": dataclasses.asdict(self.morse_config), "rng_state": capture_rng_state()}
-            torch.save(checkpoint, filename)
+        """nnU-Net's checkpoint plus a 'morse' entry (configuration, random states for an exact resume), written once.
+
+        nnU-Net's save_checkpoint builds its dict and hands it to torch.save(checkpoint, filename); for that one call
+        the entry is added to the dict, so every field nnU-Net writes is kept without a copy of its code.
+        """
+        if self.local_rank != 0 or self.disable_checkpointing:
+            return super().save_checkpoint(filename)
+        morse_entry = {"config": dataclasses.asdict(self.morse_config), "rng_state": capture_rng_state()}
+        save = torch.save
+        written = []
+
+        def save_with_morse_entry(obj, f, *args, **kwargs):
+            if f == filename and isinstance(obj, dict) and obj.get("trainer_name") == self.__class__.__name__:
+                obj = {**obj, "morse": morse_entry}
+                written.append(f)
+            return save(obj, f, *args, **kwargs)
+
+        torch.save = save_with_morse_entry
+        try:
+            super().save_checkpoint(filename)
+        finally:
+            torch.save = save
+        if not written:
+            raise MorseCheckpointError(
+                f"{filename} was written without MORSE's settings: this nnU-Net's save_checkpoint does not hand its "
+                "checkpoint to torch.save(checkpoint, filename) as nnunetv2 2.8.1 does; install nnunetv2==2.8.1")
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
-        """Refuses, in one line, a checkpoint that is unreadable or from another trainer; restores MORSE's state."""
+        """Refuses, in one line and before loading anything, a checkpoint that is unreadable, from another trainer or
+        trained with other (or no) MORSE settings; restores MORSE's state."""
         if not isinstance(filename_or_checkpoint, str):
             raise MorseCheckpointError("pass the checkpoint's file name: nnU-Net 2.8 cannot load a checkpoint dict")
         try:
@@ -128,9 +161,20 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
                 f"checkpoint {filename_or_checkpoint} was written by {trainer_name}, not {self.__class__.__name__}: "
                 f"continue it with -tr {trainer_name}, or use -pretrained_weights to start {self.__class__.__name__} "
                 "from its U-Net")
-        super().load_checkpoint(filename_or_checkpoint)
         morse_state = checkpoint.get("morse")
-        if morse_state is not None and not self.is_ddp:
+        if morse_state is None:
+            raise MorseCheckpointError(
+                f"checkpoint {filename_or_checkpoint} holds no MORSE settings, so it cannot be checked against "
+                f"{self.__class__.__name__}'s: start fresh without --c in a new output folder, or use "
+                "-pretrained_weights to start from its U-Net")
+        differences = config_differences(morse_state["config"], dataclasses.asdict(self.morse_config))
+        if differences:
+            raise MorseCheckpointError(
+                f"checkpoint {filename_or_checkpoint} was trained with other MORSE settings than "
+                f"{self.__class__.__name__} has now ({', '.join(differences)}): start fresh without --c in a new "
+                "output folder, or restore the variant's settings")
+        super().load_checkpoint(filename_or_checkpoint)
+        if not self.is_ddp:
             self._rng_state_to_restore = morse_state["rng_state"]
 
     def on_train_epoch_start(self):
