@@ -8,7 +8,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_morse.config import MorseConfigError
-from nnunetv2_morse.trainers.morse import MorseCheckpointError, nnUNetTrainerMORSE
+from nnunetv2_morse.trainers.morse import MorseCheckpointError, capture_rng_state, nnUNetTrainerMORSE, restore_rng_state
 from plans import DATASET_JSON, SMALL, trainer_plans
 from workspace import nnunet_environment
 
@@ -107,3 +107,64 @@ def test_resume_from_a_checkpoint_without_morse_settings_is_refused(tmp_path):
     torch.save(checkpoint, path)
     with pytest.raises(MorseCheckpointError, match="holds no MORSE settings"):
         initialized(small_trainer_class(), tmp_path).load_checkpoint(path)
+
+
+def fake_gpus(monkeypatch, count):
+    """torch.cuda with `count` GPUs whose generator states live in the returned dict {index: state}; indices beyond
+    count raise IndexError, as torch.cuda.default_generators[index] does."""
+    states = {index: torch.full((16,), index, dtype=torch.uint8) for index in range(count)}
+
+    def checked(device):
+        index = device if isinstance(device, int) else torch.device(device).index or 0
+        if index >= count:
+            raise IndexError(f"no GPU {index}")
+        return index
+
+    def get_rng_state(device="cuda"):
+        return states[checked(device)].clone()
+
+    def set_rng_state(state, device="cuda"):
+        states[checked(device)] = state.clone()
+
+    for module in (torch.cuda, torch.cuda.random):
+        monkeypatch.setattr(module, "get_rng_state", get_rng_state)
+        monkeypatch.setattr(module, "set_rng_state", set_rng_state)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    return states
+
+
+def test_rng_state_holds_the_training_gpu_only_and_restores_it(monkeypatch):
+    states = fake_gpus(monkeypatch, count=2)
+    saved = capture_rng_state(torch.device("cuda", 1))
+    assert torch.equal(saved["cuda"], states[1])
+    expected = torch.rand(3)
+    states[0] = states[1] = torch.zeros(16, dtype=torch.uint8)
+    restore_rng_state(saved, torch.device("cuda", 0), log=pytest.fail)  # resumed on another GPU of the machine
+    assert torch.equal(states[0], torch.full((16,), 1, dtype=torch.uint8))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_rng_state_of_more_gpus_than_present_restores_the_training_gpus_entry(monkeypatch):
+    """Checkpoints that stored every GPU's state (a list) resume on a machine with fewer GPUs."""
+    states = fake_gpus(monkeypatch, count=1)
+    saved = {**capture_rng_state(torch.device("cpu")), "cuda": [torch.full((16,), 7 + i, dtype=torch.uint8)
+                                                                for i in range(4)]}
+    restore_rng_state(saved, torch.device("cuda", 0), log=pytest.fail)
+    assert torch.equal(states[0], torch.full((16,), 7, dtype=torch.uint8))
+
+    states = fake_gpus(monkeypatch, count=3)
+    messages = []
+    restore_rng_state({**saved, "cuda": saved["cuda"][:2]}, torch.device("cuda", 2), log=messages.append)
+    assert messages == ["the checkpoint's CUDA random states cover GPUs 0..1, not the training GPU cuda:2: its "
+                        "random state is not restored"]
+    assert torch.equal(states[2], torch.full((16,), 2, dtype=torch.uint8))
+
+
+def test_cuda_rng_state_is_skipped_with_a_log_line_when_resuming_on_the_cpu():
+    saved = {**capture_rng_state(torch.device("cpu")), "cuda": torch.zeros(16, dtype=torch.uint8)}
+    assert capture_rng_state(torch.device("cpu"))["cuda"] is None
+    messages = []
+    restore_rng_state(saved, torch.device("cpu"), log=messages.append)
+    assert messages == ["the checkpoint's CUDA random state is not restored: training on cpu"]

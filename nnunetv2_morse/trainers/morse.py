@@ -5,7 +5,7 @@ import dataclasses
 import json
 import os
 import random
-from typing import ClassVar, List, Optional
+from typing import Callable, ClassVar, List, Optional
 
 import numpy as np
 import torch
@@ -35,18 +35,39 @@ def unwrap_network(network: torch.nn.Module) -> torch.nn.Module:
     return getattr(network, "_orig_mod", network)
 
 
-def capture_rng_state() -> dict:
-    """The global random states that nnU-Net's single-process data augmentation and MORSE's point sampling use."""
+def capture_rng_state(device: torch.device) -> dict:
+    """The global random states that nnU-Net's single-process data augmentation and MORSE's point sampling use;
+    'cuda' is the training GPU's state (None when training on another device)."""
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+            "cuda": torch.cuda.get_rng_state(_cuda_index(device)) if device.type == "cuda" else None}
 
 
-def restore_rng_state(state: dict) -> None:
+def restore_rng_state(state: dict, device: torch.device, log: Callable[[str], None]) -> None:
+    """Restores capture_rng_state's states; the CUDA state goes to the training GPU, whichever index it has.
+
+    Older checkpoints stored a list with one state per visible GPU: the training GPU's entry is restored if the list
+    has one, else the CUDA state is skipped (logged)."""
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda_state = state.get("cuda")
+    if cuda_state is None:
+        return
+    if device.type != "cuda":
+        log(f"the checkpoint's CUDA random state is not restored: training on {device.type}")
+        return
+    index = _cuda_index(device)
+    if isinstance(cuda_state, (list, tuple)):
+        if index >= len(cuda_state):
+            log(f"the checkpoint's CUDA random states cover GPUs 0..{len(cuda_state) - 1}, not the training GPU "
+                f"cuda:{index}: its random state is not restored")
+            return
+        cuda_state = cuda_state[index]
+    torch.cuda.set_rng_state(cuda_state, index)
+
+
+def _cuda_index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
 
 
 def config_differences(saved: dict, current: dict) -> List[str]:
@@ -112,7 +133,7 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
                 json.dump({"trainer": self.__class__.__name__, "morse_config": dataclasses.asdict(self.morse_config)},
                           f, indent=2)
         if self._rng_state_to_restore is not None:
-            restore_rng_state(self._rng_state_to_restore)
+            restore_rng_state(self._rng_state_to_restore, self.device, self.print_to_log_file)
             self._rng_state_to_restore = None
 
     def save_checkpoint(self, filename: str) -> None:
@@ -123,7 +144,7 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
         """
         if self.local_rank != 0 or self.disable_checkpointing:
             return super().save_checkpoint(filename)
-        morse_entry = {"config": dataclasses.asdict(self.morse_config), "rng_state": capture_rng_state()}
+        morse_entry = {"config": dataclasses.asdict(self.morse_config), "rng_state": capture_rng_state(self.device)}
         save = torch.save
         written = []
 
