@@ -8,7 +8,8 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_morse.config import MorseConfigError
-from nnunetv2_morse.trainers.morse import MorseCheckpointError, capture_rng_state, nnUNetTrainerMORSE, restore_rng_state
+from nnunetv2_morse.trainers.morse import (MorseCheckpointError, capture_rng_state, nnUNetTrainerMORSE,
+                                           restore_rng_state, split_parameters)
 from plans import DATASET_JSON, SMALL, trainer_plans
 from workspace import nnunet_environment
 
@@ -38,6 +39,68 @@ def batch_for(trainer, seed):
     targets = [labels[(..., *[slice(None, None, round(1 / s)) for s in scale])]
                for scale in trainer._get_deep_supervision_scales()]
     return {"data": data, "target": targets}
+
+
+def recorded_clip_norms(monkeypatch):
+    """Replaces torch.nn.utils.clip_grad_norm_ by itself plus a record of (number of tensors, returned norm)."""
+    calls = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def recording_clip(parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        norm = clip(parameters, max_norm, *args, **kwargs)
+        calls.append((len(parameters), norm.item()))
+        return norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    return calls
+
+
+@pytest.mark.parametrize("head_training", ["decoupled", "scaled"])
+@pytest.mark.parametrize("grad_scaler", [False, True], ids=["plain", "grad_scaler"])
+def test_unet_step_equals_nnunet_step_while_lambda_is_zero(head_training, grad_scaler, tmp_path, monkeypatch):
+    """At lambda_t = 0 the U-Net learns exactly as in nnUNetTrainer, also when its gradient norm is clipped."""
+    torch.manual_seed(0)
+    stock = initialized(nnUNetTrainer, tmp_path)
+    morse = initialized(small_trainer_class(head_training=head_training), tmp_path)
+    with torch.no_grad():  # convolutions before instance norms at 1/100 weight: their gradients grow 100-fold
+        for name, parameter in stock.network.named_parameters():
+            if parameter.ndim > 1 and "seg_layers" not in name:
+                parameter.mul_(0.01)
+    result = morse.network.load_state_dict(stock.network.state_dict(), strict=False)
+    assert not result.unexpected_keys and all(key.startswith("rendering.") for key in result.missing_keys)
+    if grad_scaler:
+        stock.grad_scaler, morse.grad_scaler = torch.amp.GradScaler("cpu"), torch.amp.GradScaler("cpu")
+    norms = recorded_clip_norms(monkeypatch)
+
+    batch = batch_for(stock, seed=1)
+    stock.train_step(batch)
+    [(stock_count, stock_norm)] = norms
+    assert stock_norm > 12
+    assert morse.global_iteration == 0 and morse.morse_config.awa == "linear"  # lambda_t = 0
+    morse.train_step(batch)
+
+    stock_parameters = dict(stock.network.named_parameters())
+    morse_parameters = dict(morse.network.named_parameters())
+    unet_names = [name for name in morse_parameters if not name.startswith("rendering.")]
+    assert unet_names == list(stock_parameters)
+    for name in unet_names:
+        assert torch.equal(morse_parameters[name], stock_parameters[name]), name
+    unet, rendering = split_parameters(morse.network)
+    [(unet_count, unet_norm), (rendering_count, rendering_norm)] = norms[1:]
+    assert (unet_count, unet_norm) == (stock_count, stock_norm) and unet_count == len(unet)
+    assert rendering_count == len(rendering)
+    assert (rendering_norm > 0) == (head_training == "decoupled")  # 'scaled': lambda_t = 0 leaves the head no gradient
+
+
+def test_parameter_split_sees_through_torch_compile(tmp_path):
+    trainer = initialized(small_trainer_class(), tmp_path)
+    unet, rendering = split_parameters(trainer.network)
+    compiled_unet, compiled_rendering = split_parameters(torch.compile(trainer.network))
+    assert [id(p) for p in compiled_unet] == [id(p) for p in unet]
+    assert [id(p) for p in compiled_rendering] == [id(p) for p in rendering]
+    assert {id(p) for p in unet + rendering} == {id(p) for p in trainer.network.parameters()}
+    assert {id(p) for p in rendering} == {id(p) for p in trainer.network.rendering.parameters()}
 
 
 def test_dense_gate_in_3d_is_refused_at_construction(tmp_path):

@@ -5,7 +5,7 @@ import dataclasses
 import json
 import os
 import random
-from typing import Callable, ClassVar, List, Optional
+from typing import Callable, ClassVar, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from nnunetv2_morse.precision import (AUTOCAST_ENVIRONMENT_VARIABLE, autocast_dt
 from nnunetv2_morse.schedule import awa_weight
 
 MORSE_LOG_KEYS = ("rend_losses", "awa_weights")
+GRADIENT_CLIP_NORM = 12.0  # nnUNetTrainer.train_step's
 
 
 class MorseCheckpointError(RuntimeError):
@@ -33,6 +34,26 @@ def unwrap_network(network: torch.nn.Module) -> torch.nn.Module:
     """The MorseNetwork inside nnU-Net's wrappers: DDP(torch.compile(network)), either, or none."""
     network = network.module if isinstance(network, DistributedDataParallel) else network
     return getattr(network, "_orig_mod", network)
+
+
+def split_parameters(network: torch.nn.Module) -> Tuple[List[torch.nn.Parameter], List[torch.nn.Parameter]]:
+    """(U-Net parameters, rendering-module parameters) of a MorseNetwork, wrapped or not.
+
+    The U-Net's come in the order nnUNetTrainer's network yields them (encoder, then decoder), so a norm over them
+    is computed exactly as nnU-Net computes it.
+    """
+    morse = unwrap_network(network)
+    rendering = list(morse.rendering.parameters())
+    rendering_ids = {id(p) for p in rendering}
+    return [p for p in morse.parameters() if id(p) not in rendering_ids], rendering
+
+
+def clip_gradients(network: torch.nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Clips the U-Net's and the rendering modules' gradient norms separately at nnU-Net's 12; returns both norms
+    (before clipping), so that a large head gradient never shrinks the U-Net's update."""
+    unet, rendering = split_parameters(network)
+    return (torch.nn.utils.clip_grad_norm_(unet, GRADIENT_CLIP_NORM),
+            torch.nn.utils.clip_grad_norm_(rendering, GRADIENT_CLIP_NORM))
 
 
 def capture_rng_state(device: torch.device) -> dict:
@@ -226,12 +247,12 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
             self.grad_scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            clip_gradients(self.network)
             self.grad_scaler.step(self.optimizer)
             self.grad_scaler.update()
         else:
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            clip_gradients(self.network)
             self.optimizer.step()
         self._iteration_in_epoch += 1
         losses = torch.stack([(sup_loss + lambda_t * rend_loss).float(), rend_loss.float()]).detach().cpu().numpy()
