@@ -12,12 +12,9 @@ fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 # nnU-Net's trainer lookup imports timm, which imports torchvision: torch and torchvision must be a matching pair,
-# or no trainer but nnUNetTrainer loads. These pairs are on PyPI (CUDA builds on x86_64, which also run on the CPU).
-case "$(uname -m)" in
-  aarch64|arm64) torch_pair="torch==2.9.1 torchvision==0.24.1" ;;
-  *) torch_pair="torch==2.14.1 torchvision==0.29.1" ;;
-esac
-.venv/bin/python -m pip install $torch_pair
+# or no trainer but nnUNetTrainer loads. This pair is on PyPI for Linux x86_64 (CUDA builds, which also run on the CPU)
+# and aarch64, and resolves with nnunetv2 2.8.1, which excludes torch 2.9.* (README, "What setup.sh installs").
+.venv/bin/python -m pip install "torch==2.14.1" "torchvision==0.29.1"
 .venv/bin/python -m pip install -e ".[test]"
 echo "$want" > "$stamp"
 echo "nnunetv2-morse is installed in $(pwd)/.venv"

@@ -31,6 +31,23 @@ def test_default_autocast_dtype_applies_inside_and_restores():
     assert torch.get_autocast_dtype("cpu") == before
 
 
+@pytest.mark.filterwarnings(r"ignore:torch\.[gs]et_autocast_(cpu|gpu)_dtype:DeprecationWarning")
+@pytest.mark.parametrize("device_type, old_getter", [("cpu", "get_autocast_cpu_dtype"),
+                                                     ("cuda", "get_autocast_gpu_dtype")])
+def test_default_autocast_dtype_falls_back_to_the_functions_of_torch_before_2_4(device_type, old_getter, monkeypatch):
+    old_get = getattr(torch, old_getter)
+    before = old_get()
+    monkeypatch.delattr(torch, "get_autocast_dtype")
+    monkeypatch.delattr(torch, "set_autocast_dtype")
+    target = torch.float16 if before == torch.bfloat16 else torch.bfloat16
+    with default_autocast_dtype(device_type, target):
+        assert old_get() == target
+    assert old_get() == before
+    with pytest.raises(ValueError, match="autocast dtype for 'xpu' needs torch >= 2.4"):
+        with default_autocast_dtype("xpu", target):
+            pass
+
+
 def test_trainer_refuses_an_invalid_autocast_setting_at_construction(tmp_path, monkeypatch):
     monkeypatch.setenv("nnUNet_morse_autocast", "half")
     with nnunet_environment(tmp_path):

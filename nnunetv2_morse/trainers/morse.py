@@ -5,7 +5,7 @@ import dataclasses
 import json
 import os
 import random
-from typing import ClassVar, Optional
+from typing import Callable, ClassVar, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from nnunetv2_morse.precision import (AUTOCAST_ENVIRONMENT_VARIABLE, autocast_dt
 from nnunetv2_morse.schedule import awa_weight
 
 MORSE_LOG_KEYS = ("rend_losses", "awa_weights")
+GRADIENT_CLIP_NORM = 12.0  # nnUNetTrainer.train_step's
 
 
 class MorseCheckpointError(RuntimeError):
@@ -35,18 +36,71 @@ def unwrap_network(network: torch.nn.Module) -> torch.nn.Module:
     return getattr(network, "_orig_mod", network)
 
 
-def capture_rng_state() -> dict:
-    """The global random states that nnU-Net's single-process data augmentation and MORSE's point sampling use."""
+def split_parameters(network: torch.nn.Module) -> Tuple[List[torch.nn.Parameter], List[torch.nn.Parameter]]:
+    """(U-Net parameters, rendering-module parameters) of a MorseNetwork, wrapped or not.
+
+    The U-Net's come in the order nnUNetTrainer's network yields them (encoder, then decoder), so a norm over them
+    is computed exactly as nnU-Net computes it.
+    """
+    morse = unwrap_network(network)
+    rendering = list(morse.rendering.parameters())
+    rendering_ids = {id(p) for p in rendering}
+    return [p for p in morse.parameters() if id(p) not in rendering_ids], rendering
+
+
+def clip_gradients(network: torch.nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Clips the U-Net's and the rendering modules' gradient norms separately at nnU-Net's 12; returns both norms
+    (before clipping), so that a large head gradient never shrinks the U-Net's update."""
+    unet, rendering = split_parameters(network)
+    return (torch.nn.utils.clip_grad_norm_(unet, GRADIENT_CLIP_NORM),
+            torch.nn.utils.clip_grad_norm_(rendering, GRADIENT_CLIP_NORM))
+
+
+def capture_rng_state(device: torch.device) -> dict:
+    """The global random states that nnU-Net's single-process data augmentation and MORSE's point sampling use;
+    'cuda' is the training GPU's state (None when training on another device)."""
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+            "cuda": torch.cuda.get_rng_state(_cuda_index(device)) if device.type == "cuda" else None}
 
 
-def restore_rng_state(state: dict) -> None:
+def restore_rng_state(state: dict, device: torch.device, log: Callable[[str], None]) -> None:
+    """Restores capture_rng_state's states; the CUDA state goes to the training GPU, whichever index it has.
+
+    Older checkpoints stored a list with one state per visible GPU: the training GPU's entry is restored if the list
+    has one, else the CUDA state is skipped (logged)."""
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda_state = state.get("cuda")
+    if cuda_state is None:
+        return
+    if device.type != "cuda":
+        log(f"the checkpoint's CUDA random state is not restored: training on {device.type}")
+        return
+    index = _cuda_index(device)
+    if isinstance(cuda_state, (list, tuple)):
+        if index >= len(cuda_state):
+            log(f"the checkpoint's CUDA random states cover GPUs 0..{len(cuda_state) - 1}, not the training GPU "
+                f"cuda:{index}: its random state is not restored")
+            return
+        cuda_state = cuda_state[index]
+    torch.cuda.set_rng_state(cuda_state, index)
+
+
+def _cuda_index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def config_differences(saved: dict, current: dict) -> List[str]:
+    """'field old -> new' for every field in which two MorseConfig dicts differ, compared as JSON (tuples = lists)."""
+    saved, current = json.loads(json.dumps(saved)), json.loads(json.dumps(current))
+
+    def shown(config: dict, key: str) -> str:
+        return json.dumps(config[key]) if key in config else "(absent)"
+
+    keys = list(current) + [key for key in saved if key not in current]
+    return [f"{key} {shown(saved, key)} -> {shown(current, key)}" for key in keys
+            if key not in saved or key not in current or saved[key] != current[key]]
 
 
 class nnUNetTrainerMORSE(nnUNetTrainer):
@@ -59,6 +113,7 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         num_decoder_stages = len(self.configuration_manager.pool_op_kernel_sizes) - 1
         spatial_dims = len(self.configuration_manager.patch_size)
+        self.morse_config.check_dimensions(spatial_dims)
         self.morse_config.experts_for(spatial_dims, num_decoder_stages)
         for key in MORSE_LOG_KEYS:
             self.logger.local_logger.my_fantastic_logging.setdefault(key, [])
@@ -99,19 +154,40 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
                 json.dump({"trainer": self.__class__.__name__, "morse_config": dataclasses.asdict(self.morse_config)},
                           f, indent=2)
         if self._rng_state_to_restore is not None:
-            restore_rng_state(self._rng_state_to_restore)
+            restore_rng_state(self._rng_state_to_restore, self.device, self.print_to_log_file)
             self._rng_state_to_restore = None
 
     def save_checkpoint(self, filename: str) -> None:
-        """nnU-Net's checkpoint plus the MORSE configuration and the random states (for an exact resume)."""
-        super().save_checkpoint(filename)
-        if self.local_rank == 0 and not self.disable_checkpointing:
-            checkpoint = torch.load(filename, map_location="cpu", weights_only=False)
-            checkpoint["morse"] = {"config": dataclasses.asdict(self.morse_config), "rng_state": capture_rng_state()}
-            torch.save(checkpoint, filename)
+        """nnU-Net's checkpoint plus a 'morse' entry (configuration, random states for an exact resume), written once.
+
+        nnU-Net's save_checkpoint builds its dict and hands it to torch.save(checkpoint, filename); for that one call
+        the entry is added to the dict, so every field nnU-Net writes is kept without a copy of its code.
+        """
+        if self.local_rank != 0 or self.disable_checkpointing:
+            return super().save_checkpoint(filename)
+        morse_entry = {"config": dataclasses.asdict(self.morse_config), "rng_state": capture_rng_state(self.device)}
+        save = torch.save
+        written = []
+
+        def save_with_morse_entry(obj, f, *args, **kwargs):
+            if f == filename and isinstance(obj, dict) and obj.get("trainer_name") == self.__class__.__name__:
+                obj = {**obj, "morse": morse_entry}
+                written.append(f)
+            return save(obj, f, *args, **kwargs)
+
+        torch.save = save_with_morse_entry
+        try:
+            super().save_checkpoint(filename)
+        finally:
+            torch.save = save
+        if not written:
+            raise MorseCheckpointError(
+                f"{filename} was written without MORSE's settings: this nnU-Net's save_checkpoint does not hand its "
+                "checkpoint to torch.save(checkpoint, filename) as nnunetv2 2.8.1 does; install nnunetv2==2.8.1")
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
-        """Refuses, in one line, a checkpoint that is unreadable or from another trainer; restores MORSE's state."""
+        """Refuses, in one line and before loading anything, a checkpoint that is unreadable, from another trainer or
+        trained with other (or no) MORSE settings; restores MORSE's state."""
         if not isinstance(filename_or_checkpoint, str):
             raise MorseCheckpointError("pass the checkpoint's file name: nnU-Net 2.8 cannot load a checkpoint dict")
         try:
@@ -127,9 +203,20 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
                 f"checkpoint {filename_or_checkpoint} was written by {trainer_name}, not {self.__class__.__name__}: "
                 f"continue it with -tr {trainer_name}, or use -pretrained_weights to start {self.__class__.__name__} "
                 "from its U-Net")
-        super().load_checkpoint(filename_or_checkpoint)
         morse_state = checkpoint.get("morse")
-        if morse_state is not None and not self.is_ddp:
+        if morse_state is None:
+            raise MorseCheckpointError(
+                f"checkpoint {filename_or_checkpoint} holds no MORSE settings, so it cannot be checked against "
+                f"{self.__class__.__name__}'s: start fresh without --c in a new output folder, or use "
+                "-pretrained_weights to start from its U-Net")
+        differences = config_differences(morse_state["config"], dataclasses.asdict(self.morse_config))
+        if differences:
+            raise MorseCheckpointError(
+                f"checkpoint {filename_or_checkpoint} was trained with other MORSE settings than "
+                f"{self.__class__.__name__} has now ({', '.join(differences)}): start fresh without --c in a new "
+                "output folder, or restore the variant's settings")
+        super().load_checkpoint(filename_or_checkpoint)
+        if not self.is_ddp:
             self._rng_state_to_restore = morse_state["rng_state"]
 
     def on_train_epoch_start(self):
@@ -160,12 +247,12 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
             self.grad_scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            clip_gradients(self.network)
             self.grad_scaler.step(self.optimizer)
             self.grad_scaler.update()
         else:
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+            clip_gradients(self.network)
             self.optimizer.step()
         self._iteration_in_epoch += 1
         losses = torch.stack([(sup_loss + lambda_t * rend_loss).float(), rend_loss.float()]).detach().cpu().numpy()
