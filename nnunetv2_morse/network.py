@@ -26,8 +26,8 @@ class MorseTrainingOutput(NamedTuple):
 
 
 def scale_gradient(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Identity forward; the gradient flowing back through it is multiplied by scale."""
-    return x * scale + x.detach() * (1 - scale)
+    """Identity forward, bit for bit; the gradient flowing back through it is multiplied by scale."""
+    return x.detach() + (x - x.detach()) * scale
 
 
 class PointRenderer(nn.Module):
