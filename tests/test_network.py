@@ -130,6 +130,31 @@ def test_scale_gradient_is_the_identity_bit_for_bit(dtype):
         assert torch.equal(grad, upstream * torch.tensor(scale)), scale
 
 
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("network", ["PlainConvUNet", "ResidualEncoderUNet"])
+@pytest.mark.parametrize("deep_supervision", [True, False], ids=["ds", "no_ds"])
+def test_decode_is_the_unet_decoder(dim, network, deep_supervision):
+    """MorseNetwork.decode copies UNetDecoder.forward (to return stage features too): its outputs must stay the
+    decoder's own, so that an upstream change cannot drift silently."""
+    torch.manual_seed(0)
+    morse = build(SmallMORSE, dim, deep_supervision, network)
+    stage_outputs = []
+    hooks = [stage.register_forward_hook(lambda module, args, out: stage_outputs.append(out))
+             for stage in morse.decoder.stages]
+    with torch.no_grad():
+        skips = morse.encoder(torch.randn(2, 1, *[32] * dim))
+        expected = morse.decoder(skips)
+        for hook in hooks:
+            hook.remove()
+        stage_features, seg_outputs = morse.decode(skips)
+    expected = expected if deep_supervision else [expected]
+    assert len(seg_outputs) == len(expected) == (len(morse.decoder.stages) if deep_supervision else 1)
+    assert all(torch.equal(a, b) for a, b in zip(seg_outputs, expected))
+    highest_first = stage_outputs[::-1][:morse.num_experts]
+    assert len(stage_features) == morse.num_experts
+    assert all(torch.equal(a, b) for a, b in zip(stage_features, highest_first))
+
+
 def test_too_many_experts_for_the_plan_is_refused():
     class TooMany(nnUNetTrainerMORSE):
         morse_config = MorseConfig(num_experts=5)
