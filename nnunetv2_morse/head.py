@@ -49,8 +49,8 @@ class PointHead(nn.Module):
 
 
 def point_labels(target: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Labels (B, P) read from target (B, 1, *S) at coords (B, P, D) by nearest-neighbour lookup."""
-    return sample_at_points(target.float(), coords, mode="nearest")[:, 0].round().long()
+    """Labels (B, P) read from target (B, 1, *S) at coords (B, P, D): the label of the voxel containing each point."""
+    return sample_at_points(target, coords, mode="nearest")[:, 0].long()
 
 
 def rendering_loss(point_logits: torch.Tensor, coords: torch.Tensor, target: torch.Tensor,
@@ -66,7 +66,7 @@ def rendering_loss(point_logits: torch.Tensor, coords: torch.Tensor, target: tor
         if ignore_label is not None and not (labels != ignore_label).any():
             return point_logits.sum() * 0.0
         return F.cross_entropy(point_logits.float(), labels, ignore_index=-100 if ignore_label is None else ignore_label)
-    at_points = sample_at_points(target.float(), coords, mode="nearest")
+    at_points = sample_at_points(target, coords, mode="nearest").float()
     if ignore_label is None:
         return F.binary_cross_entropy_with_logits(point_logits.float(), at_points)
     weight = (1 - at_points[:, -1:]).expand_as(point_logits)

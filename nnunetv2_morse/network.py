@@ -10,8 +10,7 @@ from .config import MorseConfig
 from .encoding import FourierPositionalEncoding
 from .experts import DenseMixtureOfExperts, PointMixtureOfExperts, PointMultiscaleFeatures
 from .head import PointHead
-from .points import (sample_at_points, sample_training_points, select_uncertain_voxels, voxel_centres,
-                     write_point_logits)
+from .points import PointSampler, sample_training_points, select_uncertain_voxels, voxel_centres, write_point_logits
 
 
 class MorseTrainingOutput(NamedTuple):
@@ -26,8 +25,8 @@ class MorseTrainingOutput(NamedTuple):
 
 
 def scale_gradient(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Identity forward; the gradient flowing back through it is multiplied by scale."""
-    return x * scale + x.detach() * (1 - scale)
+    """Identity forward, bit for bit; the gradient flowing back through it is multiplied by scale."""
+    return x.detach() + (x - x.detach()) * scale
 
 
 class PointRenderer(nn.Module):
@@ -63,23 +62,26 @@ class PointRenderer(nn.Module):
         return self.seg_layers["point_head"].region_outputs
 
     def forward(self, stage_features: Sequence[torch.Tensor], coarse: torch.Tensor, coords: torch.Tensor,
-                backbone_gradient_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+                backbone_gradient_scale: Optional[torch.Tensor] = None,
+                voxel_indices: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Point logits (B, K, P) at coords (B, P, D) from stage features (B, C_i, *S_i) and coarse (B, K, *S).
 
         The point modules work channels last, (B, P, C): linear layers over points. backbone_gradient_scale scales
         the gradient that flows back into the U-Net; sampling is linear, so scaling it at the sampled points is
-        exact and costs P x C instead of full-resolution maps.
+        exact and costs P x C instead of full-resolution maps. voxel_indices (B, P): coords are the centres of these
+        flat voxels of coarse (inference), so maps at coarse's resolution are read there by index, exactly.
         """
         def scaled(x: torch.Tensor) -> torch.Tensor:
             return x if backbone_gradient_scale is None else scale_gradient(x, backbone_gradient_scale)
 
+        sampler = PointSampler(coords, voxel_indices, coarse.shape[2:])
         features = self.seg_layers["point_features"]
         if self.config.gate == "dense":
             dense = features([scaled(f) for f in stage_features], coarse.shape[2:])
-            point_features = sample_at_points(dense, coords).transpose(1, 2)
+            point_features = sampler(dense).transpose(1, 2)
         else:
-            point_features = features([scaled(sample_at_points(f, coords).transpose(1, 2)) for f in stage_features])
-        coarse_at_points = scaled(sample_at_points(coarse, coords).transpose(1, 2))
+            point_features = features([scaled(sampler(f).transpose(1, 2)) for f in stage_features])
+        coarse_at_points = scaled(sampler(coarse).transpose(1, 2))
         return self.seg_layers["point_head"](point_features, coarse_at_points, coords).transpose(1, 2)
 
     def test_points_for(self, spatial_shape: Sequence[int]) -> int:
@@ -94,8 +96,9 @@ class PointRenderer(nn.Module):
         if count == 0:
             return coarse
         flat_indices = select_uncertain_voxels(coarse, count, self.region_outputs)
-        coords = voxel_centres(flat_indices, coarse.shape[2:])
-        return write_point_logits(coarse, flat_indices, self(stage_features, coarse, coords))
+        point_logits = self(stage_features, coarse, voxel_centres(flat_indices, coarse.shape[2:]),
+                            voxel_indices=flat_indices)
+        return write_point_logits(coarse, flat_indices, point_logits)
 
 
 class MorseNetwork(nn.Module):

@@ -8,7 +8,7 @@ from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_morse.config import MorseConfig
-from nnunetv2_morse.network import MorseTrainingOutput
+from nnunetv2_morse.network import MorseTrainingOutput, scale_gradient
 from nnunetv2_morse.points import select_uncertain_voxels
 from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE
 from plans import SMALL, SmallMORSE, build
@@ -116,6 +116,43 @@ def test_backbone_gradient_scale_reaches_only_the_unet(gate):
     for n in head:
         torch.testing.assert_close(zero[n], full[n])
         torch.testing.assert_close(half[n], full[n])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_scale_gradient_is_the_identity_bit_for_bit(dtype):
+    torch.manual_seed(0)
+    x = (torch.randn(20_000) * 100).to(dtype).requires_grad_()
+    upstream = torch.randn(20_000).to(dtype)
+    for scale in (0.0, 0.05, 0.3, 1.0):
+        out = scale_gradient(x, torch.tensor(scale))
+        assert out.dtype == dtype and torch.equal(out, x), scale
+        grad, = torch.autograd.grad(out, x, upstream)
+        assert torch.equal(grad, upstream * torch.tensor(scale)), scale
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("network", ["PlainConvUNet", "ResidualEncoderUNet"])
+@pytest.mark.parametrize("deep_supervision", [True, False], ids=["ds", "no_ds"])
+def test_decode_is_the_unet_decoder(dim, network, deep_supervision):
+    """MorseNetwork.decode copies UNetDecoder.forward (to return stage features too): its outputs must stay the
+    decoder's own, so that an upstream change cannot drift silently."""
+    torch.manual_seed(0)
+    morse = build(SmallMORSE, dim, deep_supervision, network)
+    stage_outputs = []
+    hooks = [stage.register_forward_hook(lambda module, args, out: stage_outputs.append(out))
+             for stage in morse.decoder.stages]
+    with torch.no_grad():
+        skips = morse.encoder(torch.randn(2, 1, *[32] * dim))
+        expected = morse.decoder(skips)
+        for hook in hooks:
+            hook.remove()
+        stage_features, seg_outputs = morse.decode(skips)
+    expected = expected if deep_supervision else [expected]
+    assert len(seg_outputs) == len(expected) == (len(morse.decoder.stages) if deep_supervision else 1)
+    assert all(torch.equal(a, b) for a, b in zip(seg_outputs, expected))
+    highest_first = stage_outputs[::-1][:morse.num_experts]
+    assert len(stage_features) == morse.num_experts
+    assert all(torch.equal(a, b) for a, b in zip(stage_features, highest_first))
 
 
 def test_too_many_experts_for_the_plan_is_refused():

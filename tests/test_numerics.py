@@ -7,6 +7,7 @@ import torch
 from nnunetv2_morse.encoding import FourierPositionalEncoding
 from nnunetv2_morse.experts import PointMixtureOfExperts, draw_kept_experts
 from nnunetv2_morse.head import PointHead, rendering_loss
+from nnunetv2_morse.points import select_uncertain_voxels
 from nnunetv2_morse.trainers import family, short
 from plans import SMALL, SmallMORSE, build
 
@@ -25,6 +26,53 @@ def test_encoding_and_head_stay_finite_under_autocast(dtype):
     assert torch.isfinite(out).all()
     exact = encoding(coords.double().float())
     torch.testing.assert_close(psi, exact)
+
+
+def autocast_or_not(dtype: torch.dtype):
+    return torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_refinement_reads_the_coarse_logits_at_its_voxels_exactly(dtype):
+    """At inference the re-predicted voxels' coarse logits and full-resolution stage features reach the head as they
+    are, read by flat index (an interpolated bf16 read was up to half a voxel off)."""
+    torch.manual_seed(0)
+    net = build(SmallMORSE, 2, False).eval()
+    captured = {}
+    net.rendering.seg_layers["point_head"].register_forward_pre_hook(lambda m, args: captured.update(coarse=args[1]))
+    net.rendering.seg_layers["point_features"].register_forward_pre_hook(
+        lambda m, args: captured.update(stages=args[0]))
+    x = torch.randn(1, 1, 192, 160)
+    with torch.no_grad(), autocast_or_not(dtype):
+        stage_features, seg_outputs = net.decode(net.encoder(x))
+        net(x)
+    flat = select_uncertain_voxels(seg_outputs[0], SMALL.num_test_points)
+    for values, read in ((seg_outputs[0], captured["coarse"]), (stage_features[0], captured["stages"][0])):
+        assert values.shape[2:] == x.shape[2:]
+        assert torch.equal(read, values.flatten(2).gather(2, flat[:, None].expand(-1, values.shape[1], -1)).mT)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_training_reads_points_at_float32_positions_under_autocast(dtype):
+    """Under autocast the stage features and coarse logits reach the point modules interpolated at the training
+    points' float32 positions: they equal a float64 grid_sample of the same maps up to the rounding to dtype."""
+    torch.manual_seed(0)
+    net = build(SmallMORSE, 2, True).train()
+    stage_outputs, captured = [], {}
+    for stage in net.decoder.stages:
+        stage.register_forward_hook(lambda module, args, out: stage_outputs.append(out))
+    net.rendering.seg_layers["point_features"].register_forward_pre_hook(
+        lambda m, args: captured.update(stages=args[0]))
+    net.rendering.seg_layers["point_head"].register_forward_pre_hook(lambda m, args: captured.update(coarse=args[1]))
+    with autocast_or_not(dtype):
+        out = net(torch.randn(2, 1, 192, 160), torch.tensor(0.05))
+    grid = (out.point_coords.double().flip(-1) * 2 - 1)[:, :, None]
+    maps = [*stage_outputs[::-1][:net.num_experts], out.seg[0]]
+    for values, read in zip(maps, [*captured["stages"], captured["coarse"]]):
+        assert read.dtype == dtype
+        expected = torch.nn.functional.grid_sample(values.double(), grid, padding_mode="border",
+                                                   align_corners=False)[..., 0].mT
+        torch.testing.assert_close(read.double(), expected, rtol=2 ** -8, atol=1e-5 * values.abs().max().item())
 
 
 def small_variant(trainer_class: type) -> type:
