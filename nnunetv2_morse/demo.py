@@ -1,10 +1,11 @@
-"""End-to-end CPU demo: synthetic dataset -> nnU-Net planning/preprocessing -> MORSE training -> prediction.
+"""End-to-end demo: synthetic dataset -> nnU-Net planning/preprocessing -> MORSE training -> prediction, on the CPU
+unless CUDA is available.
 
 Runs the real nnU-Net command line tools as subprocesses, printing each command first, so that the printed commands
-can be repeated by hand with the printed ``export`` lines.
+can be repeated by hand with the printed ``export`` lines. The dataset builder (numpy, SimpleITK, nnU-Net) and torch
+are imported after the arguments are parsed.
 """
 
-import argparse
 import importlib.metadata
 import json
 import os
@@ -15,9 +16,10 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from nnunetv2_morse.datasets.synthetic import make_synthetic_dataset
+from nnunetv2_morse.cli import add_device_argument, command_parser, fail, one_line_errors, resolve_device
 from nnunetv2_morse.trainers import TRAINER_DIR
 
+PROG = "nnUNetv2_morse_demo"
 DATASET_IDS = {2: 901, 3: 902}
 CONFIGURATIONS = {2: "2d", 3: "3d_fullres"}
 DATASET_NAME = "MorseSynthetic"
@@ -71,25 +73,28 @@ def _run(cmd: List[str], env: Dict[str, str]) -> None:
     try:
         rc = subprocess.run(cmd, env=env).returncode
     except OSError as e:
-        raise SystemExit(f"nnunetv2_morse demo: could not run {cmd[0]}: {e}")
+        fail(PROG, f"could not run {cmd[0]}: {e}")
     if rc != 0:
-        raise SystemExit(f"nnunetv2_morse demo: command failed with exit code {rc}: {_format(cmd)}")
+        fail(PROG, f"command failed with exit code {rc}: {_format(cmd)}")
     print(f"[demo] done in {time.time() - start:.0f} s", flush=True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="nnUNetv2_morse_demo",
-        description="Make a small synthetic dataset, plan and preprocess it, train a MORSE trainer on the CPU for a "
-                    "few minutes and predict the test images, all with nnU-Net's own commands.")
+    parser = command_parser(
+        PROG, "Make a small synthetic dataset, plan and preprocess it, train a MORSE trainer for a few minutes and "
+              "predict the test images, all with nnU-Net's own commands.")
     parser.add_argument("--workdir", default="./demo_output",
-                        help="folder for nnUNet_raw, nnUNet_preprocessed, nnUNet_results and predictions "
-                             "(default: ./demo_output)")
-    parser.add_argument("--dim", type=int, choices=(2, 3), default=2, help="2D or 3D dataset (default: 2)")
-    parser.add_argument("--trainer", default="nnUNetTrainerMORSE_demo",
-                        help="nnU-Net trainer class (default: nnUNetTrainerMORSE_demo)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset (default: 0)")
+                        help="folder for nnUNet_raw, nnUNet_preprocessed, nnUNet_results and predictions")
+    parser.add_argument("--dim", type=int, choices=(2, 3), default=2, help="2D or 3D dataset")
+    parser.add_argument("-tr", "--trainer", dest="trainer", metavar="TRAINER", default="nnUNetTrainerMORSE_demo",
+                        help="nnU-Net trainer class")
+    add_device_argument(parser)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
     args = parser.parse_args(argv)
+    from nnunetv2_morse.datasets.synthetic import make_synthetic_dataset
+
+    with one_line_errors(PROG):
+        device = resolve_device(args.device).type
 
     workdir = os.path.abspath(args.workdir)
     dataset_id = DATASET_IDS[args.dim]
@@ -106,7 +111,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tools = {name: _bin(name) for name in ("nnUNetv2_plan_and_preprocess", "nnUNetv2_train", "nnUNetv2_predict")}
     missing = [path for path in tools.values() if not os.path.isfile(path)]
     if missing:
-        raise SystemExit(f"nnunetv2_morse demo: nnU-Net command not found next to {sys.executable}: {missing[0]}")
+        fail(PROG, f"nnU-Net command not found next to {sys.executable}: {missing[0]}")
 
     started = time.time()
     print(f"[demo] writing a synthetic {args.dim}D dataset (seed {args.seed}) to {demo_env['nnUNet_raw']}",
@@ -118,9 +123,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     commands = [
         [tools["nnUNetv2_plan_and_preprocess"], "-d", did, "-c", configuration, "--verify_dataset_integrity",
          "-np", "2"],
-        [tools["nnUNetv2_train"], did, configuration, FOLD, "-tr", args.trainer, "-device", "cpu"],
+        [tools["nnUNetv2_train"], did, configuration, FOLD, "-tr", args.trainer, "-device", device],
         [tools["nnUNetv2_predict"], "-i", images_ts, "-o", predictions, "-d", did, "-c", configuration, "-f", FOLD,
-         "-tr", args.trainer, "-device", "cpu", "-npp", "1", "-nps", "1"],
+         "-tr", args.trainer, "-device", device, "-npp", "1", "-nps", "1"],
     ]
     for cmd in commands:
         _run(cmd, env)

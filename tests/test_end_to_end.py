@@ -109,3 +109,13 @@ def test_plan_train_resume_predict(nnunet_workarea, tmp_path, dim):
             predicted = sorted(os.listdir(os.path.join(sweep_dir, f"ntest_{row['num_test_points']}")))
             assert [p for p in predicted if p.endswith(".nii.gz")] == [f"{case}.nii.gz" for case in sweep["cases"]]
         assert "| 512 | 12.50% |" in open(os.path.join(sweep_dir, "test_points.md")).read()
+
+        # the method at work on one test image, and the boundary metrics of fold 0's validation, through the commands
+        figure = tmp_path / "picture" / "fig4.png"
+        area.run(["nnUNetv2_morse_picture", "-d", dataset_id, "-c", configuration, "-tr", TRAINER, "-f", "0",
+                  "-i", os.path.join(images_ts, inputs[0]), "-o", figure, "-device", "cpu"])
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        area.run(["nnUNetv2_morse_evaluate_cv", "-d", dataset_id, "-c", configuration, "-tr", TRAINER, "-f", "0",
+                  "-o", tmp_path / "cv.json"])
+        with open(tmp_path / "cv.json") as f:
+            assert json.load(f)["num_cases"] == len(sweep["cases"])

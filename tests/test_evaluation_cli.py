@@ -1,6 +1,10 @@
 """nnUNetv2_morse_evaluate, nnUNetv2_morse_evaluate_cv and nnUNetv2_morse_compare on tiny fake folders."""
+import datetime
+import importlib.metadata
+import io
 import json
 import math
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -11,7 +15,9 @@ import SimpleITK as sitk
 
 from nnunetv2_morse.evaluation.compare import ComparisonError, compare_reports, markdown_report, plot_differences
 from nnunetv2_morse.evaluation.compare import main as compare_main
-from nnunetv2_morse.evaluation.evaluate import EvaluationError, evaluate_folders, main_evaluate
+from nnunetv2_morse.evaluation.evaluate import (EvaluationError, evaluate_folders, main_evaluate, main_evaluate_cv,
+                                                worker_count)
+from test_evaluation_statistics import benjamini_hochberg
 
 BIN_DIR = os.path.dirname(os.path.abspath(sys.executable))
 SPACING = (2.0, 0.75, 1.25)  # numpy axis order (z, y, x)
@@ -134,11 +140,15 @@ def test_evaluate_2d_nifti(tmp_path):
     assert metrics["Dice"] == pytest.approx(5 / 8)
     assert metrics["HD95"] == pytest.approx(3 * 1.5, rel=1e-5)
     write_label_map(tmp_path / "pred" / "img_000.nii.gz", square, (0.5, 1.0))
-    with pytest.raises(EvaluationError, match="case img_000: prediction spacing .* differs from reference"):
+    # the message shows the 2D spacings, not nnU-Net's placeholder spacing 999 of the missing axis
+    with pytest.raises(EvaluationError, match=r"^case img_000: prediction spacing \(0.5, 1.0\) mm differs from "
+                                              r"reference spacing \(0.5, 1.5\) mm$"):
         evaluate_folders(str(tmp_path / "ref"), str(tmp_path / "pred"), dataset_json, 1.0)
 
 
-def test_evaluate_cv_on_fake_nnunet_layout(tmp_path):
+def write_fake_cross_validation(tmp_path):
+    """fake_cases() as a two-fold cross-validation of nnUNetTrainerFake on Dataset901_Fake; returns the
+    environment and the model folder."""
     dataset, model = "Dataset901_Fake", "nnUNetTrainerFake__nnUNetPlans__3d_fullres"
     preprocessed, results = tmp_path / "preprocessed" / dataset, tmp_path / "results" / dataset / model
     references, predictions = fake_cases()
@@ -151,7 +161,16 @@ def test_evaluate_cv_on_fake_nnunet_layout(tmp_path):
     (preprocessed / "splits_final.json").write_text(json.dumps(splits))
     for fold, split in enumerate(splits):
         write_cases(results / f"fold_{fold}" / "validation", {c: predictions[c] for c in split["val"]})
-    env = {"nnUNet_preprocessed": str(tmp_path / "preprocessed"), "nnUNet_results": str(tmp_path / "results")}
+    write_cases(results / "fold_all" / "validation", predictions)
+    env = {"nnUNet_preprocessed": str(tmp_path / "preprocessed"), "nnUNet_results": str(tmp_path / "results"),
+           "nnUNet_raw": str(tmp_path / "raw")}
+    return env, results
+
+
+def test_evaluate_cv_on_fake_nnunet_layout(tmp_path):
+    env, results = write_fake_cross_validation(tmp_path)
+    dataset, model = results.parent.name, results.name
+    references, predictions = fake_cases()
     process = run_command("nnUNetv2_morse_evaluate_cv", "-d", "901", "-tr", "nnUNetTrainerFake", "-c", "3d_fullres",
                           "-f", "0", "1", "-np", "1", env=env)
     report = json.loads((results / "crossval_boundary_metrics.json").read_text())
@@ -205,9 +224,17 @@ def test_compare_cli_p_values_markdown_json_and_png(tmp_path):
     assert same["p_value"] == 1.0 and same["mean_difference"] == 0.0 and "all 10 paired differences are zero" in \
         same["note"]
     assert comparison["comparisons"]["MORSE"]["foreground mean"]["Dice"]["p_value"] == morse["Dice"]["p_value"]
+    family = [s for per_metric in comparison["comparisons"]["MORSE"].values() for s in per_metric.values()]
+    assert len(family) == 2 * 5 and [s["p_value_bh"] for s in family] == \
+        pytest.approx(benjamini_hochberg([s["p_value"] for s in family]))
+    low, high = morse["Dice"]["mean_difference_ci"]
+    assert 0 < low < morse["Dice"]["mean_difference"] < high
+    assert set(comparison["versions"]) == {"nnunetv2_morse", "nnunetv2", "monai", "torch"}
     markdown = prefix.with_suffix(".md").read_text()
     assert "## MORSE vs nnUNetTrainer" in markdown and "## same vs nnUNetTrainer" in markdown
     assert "Difference = model - baseline" in markdown and "HD95, ASSD (mm): lower is better" in markdown
+    assert "| class | metric | nnUNetTrainer mean | MORSE mean | nnUNetTrainer median | MORSE median | mean diff | " \
+           "95% CI | median diff | p | p (BH) | favours | note |" in markdown
     organ_hd95_row = next(line for line in markdown.splitlines() if line.startswith("| organ | HD95 (mm) |"))
     assert organ_hd95_row.split("|")[-3].strip() == "MORSE"  # "favours" column
     assert "## MORSE vs nnUNetTrainer" in process.stdout
@@ -357,3 +384,84 @@ def test_compare_refuses_reports_scored_differently(tmp_path, capsys):
         compare_main([str(paths[0]), str(paths[2]), "--names", "base", "wide", "-o", str(tmp_path / "refused")])
     assert str(exit_info.value.code).startswith("nnUNetv2_morse_compare: error: wide and baseline base use different")
     assert not list(tmp_path.glob("refused*"))
+
+
+def test_chill_scores_only_the_predictions_present(tmp_path, capsys):
+    references, predictions = fake_cases()
+    write_cases(tmp_path / "ref", references)
+    write_cases(tmp_path / "pred", {k: v for k, v in predictions.items() if k not in ("case_001", "case_003")})
+    (tmp_path / "dataset.json").write_text(json.dumps(DATASET_JSON))
+    output = tmp_path / "chill.json"
+    main_evaluate([str(tmp_path / "ref"), str(tmp_path / "pred"), "-djfile", str(tmp_path / "dataset.json"), "-np",
+                   "1", "-o", str(output), "--chill"])
+    report = json.loads(output.read_text())
+    assert [entry["case"] for entry in report["metric_per_case"]] == ["case_000", "case_002"]
+    (warning,) = report["warnings"]
+    assert warning == (f"--chill: 2 reference case(s) in {tmp_path / 'ref'} have no prediction and are not scored: "
+                       "case_001.nii.gz, case_003.nii.gz")
+    assert capsys.readouterr().err == f"nnUNetv2_morse_evaluate: warning: {warning}\n"
+    write_cases(tmp_path / "none", {"other": predictions["case_000"]})
+    with pytest.raises(EvaluationError, match="holds none of the 4 reference case"):
+        evaluate_folders(str(tmp_path / "ref"), str(tmp_path / "none"), DATASET_JSON, chill=True)
+
+
+def test_reports_record_versions_and_time(tmp_path):
+    report = evaluate_folders(*write_fake_folders(tmp_path)[:2], DATASET_JSON)
+    assert report["versions"] == {name: importlib.metadata.version(distribution) for name, distribution in
+                                  (("nnunetv2_morse", "nnunetv2-morse"), ("nnunetv2", "nnunetv2"),
+                                   ("monai", "monai"), ("torch", "torch"))}
+    created = datetime.datetime.fromisoformat(report["created"])
+    assert abs((datetime.datetime.now(datetime.timezone.utc) - created).total_seconds()) < 600
+
+
+def test_progress_bar_counts_the_cases_on_a_terminal(tmp_path, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    evaluate_folders(*write_fake_folders(tmp_path)[:2], DATASET_JSON)
+    assert "scoring: 100%" in terminal.getvalue() and "4/4" in terminal.getvalue()
+
+
+@pytest.mark.parametrize("num_cases, num_processes, workers", [(2, 2, 0), (4, 8, 0), (15, 2, 0), (16, 2, 2),
+                                                               (16, 8, 2), (100, 8, 8), (100, 1, 0)])
+def test_worker_processes_only_for_enough_cases(num_cases, num_processes, workers):
+    assert worker_count(num_cases, num_processes) == workers
+
+
+def test_a_handful_of_cases_is_scored_without_worker_processes(tmp_path, monkeypatch):
+    """Each worker process imports torch, MONAI and nnU-Net: for a few cases that costs more than it saves."""
+    def no_processes(*args, **kwargs):
+        raise AssertionError("a worker pool was started")
+
+    monkeypatch.setattr(multiprocessing, "get_context", no_processes)
+    report = evaluate_folders(*write_fake_folders(tmp_path)[:2], DATASET_JSON, num_processes=2)
+    assert report["num_cases"] == 4
+
+
+def test_evaluate_cv_output_file_fold_all_and_missing_dataset(tmp_path, monkeypatch, capsys):
+    env, results = write_fake_cross_validation(tmp_path)
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    main_evaluate_cv(["-d", "901", "-c", "3d_fullres", "-tr", "nnUNetTrainerFake", "-f", "0", "-o",
+                      str(tmp_path / "out" / "folds0.json")])
+    assert json.loads((tmp_path / "out" / "folds0.json").read_text())["num_cases"] == 2
+    assert (tmp_path / "out" / "folds0.md").read_text().startswith("# nnUNetTrainerFake__nnUNetPlans__3d_fullres")
+    assert not (results / "crossval_boundary_metrics.json").exists()  # the model folder's report is left alone
+
+    main_evaluate_cv(["-d", "901", "-c", "3d_fullres", "-tr", "nnUNetTrainerFake", "-f", "all"])
+    report = json.loads((results / "crossval_boundary_metrics.json").read_text())
+    assert report["num_cases"] == 4 and list(report["folds"]) == ["all"]  # fold all validates on every case
+
+    with pytest.raises(SystemExit) as exit_info:
+        main_evaluate_cv(["-d", "902", "-c", "3d_fullres", "-tr", "nnUNetTrainerFake"])
+    message = str(exit_info.value.code)
+    assert message.startswith("nnUNetv2_morse_evaluate_cv: error: Could not find a dataset with the ID 902") and \
+        "\n" not in message
+    assert f"nnUNet_preprocessed={env['nnUNet_preprocessed']}; nnUNet_results={env['nnUNet_results']}" in message
+    with pytest.raises(SystemExit) as exit_info:
+        main_evaluate_cv(["-d", "901", "-c", "2d", "-tr", "nnUNetTrainerFake"])
+    assert "model folder not found" in str(exit_info.value.code) and \
+        "trained models of Dataset901_Fake: nnUNetTrainerFake__nnUNetPlans__3d_fullres" in str(exit_info.value.code)

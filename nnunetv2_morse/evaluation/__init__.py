@@ -2,5 +2,6 @@
 
 `metrics` computes the numbers (MONAI's surface metrics, in mm from the image spacing), `evaluate` scores prediction
 folders and nnU-Net cross-validations (`nnUNetv2_morse_evaluate`, `nnUNetv2_morse_evaluate_cv`), `compare` compares
-models case by case with Wilcoxon signed-rank tests (`nnUNetv2_morse_compare`).
+models case by case (`nnUNetv2_morse_compare`) with the paired statistics of `statistics` (bootstrap interval of the
+mean difference, Wilcoxon signed-rank p, Benjamini-Hochberg adjustment).
 """

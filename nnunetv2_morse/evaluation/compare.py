@@ -2,45 +2,52 @@
 
 Reads two or more JSON reports of ``nnUNetv2_morse_evaluate`` / ``nnUNetv2_morse_evaluate_cv`` (the first is the
 baseline), pairs cases by identifier and, per other model, class and metric, reports means, medians, the mean and
-median paired difference (model - baseline) and a two-sided Wilcoxon signed-rank p-value. Writes PREFIX.json,
-PREFIX.md and PREFIX.png (paired differences per class, one panel per metric).
+median paired difference (model - baseline) with a bootstrap confidence interval of the mean, and a two-sided
+Wilcoxon signed-rank p-value, raw and Benjamini-Hochberg adjusted (see `statistics`). Writes PREFIX.json, PREFIX.md
+and PREFIX.png (paired differences per class, one panel per metric).
 
 Sign convention: difference = model - baseline. Dice, IoU, NSD: higher is better, a positive difference favours the
 model. HD95, ASSD (mm): lower is better, a negative difference favours the model.
 
-p-values: ``scipy.stats.wilcoxon`` (two-sided, zero differences dropped, exact distribution for small samples).
-All differences zero: p = 1 (no evidence of a difference), with a note. Fewer than 6 non-zero differences: the exact
-p is reported with a note that p < 0.05 cannot be reached (its minimum is 2 / 2^k for k non-zero differences).
-p-values are not corrected for multiple comparisons.
+The adjusted p-values control the false-discovery rate over one model's family of tests: every class, the per-case
+foreground mean, and metric.
 
 Reports are comparable only if scored alike: different NSD tolerances or empty-class conventions (``--empty``) are
 refused; different reference folders or datasets, and reports too old to record these, are warned about (stderr, the
 JSON's "warnings" and the Markdown).
 """
-import argparse
 import json
 import os
-import sys
 import textwrap
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
-from scipy.stats import wilcoxon
 
-from nnunetv2_morse.evaluation.evaluate import print_warnings
+from nnunetv2_morse.cli import (CommandError, command_parser, markdown_table, one_line_errors, report_stamp,
+                                write_json)
+from nnunetv2_morse.evaluation.evaluate import format_metric, print_warnings
 from nnunetv2_morse.evaluation.metrics import HIGHER_IS_BETTER, METRIC_NAMES, METRIC_UNITS
+from nnunetv2_morse.evaluation.statistics import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE_LEVEL,
+                                                  MIN_NONZERO_FOR_P_BELOW_0_05, adjusted_p_values, paired_statistics,
+                                                  wilcoxon_p_value)
 
-COMPARISON_FORMAT = "nnunetv2_morse.comparison/1"
+__all__ = ["ComparisonError", "compare_reports", "differences_table", "load_report", "markdown_report", "main",
+           "paired_statistics", "plot_differences", "wilcoxon_p_value", "MIN_NONZERO_FOR_P_BELOW_0_05"]
+
+COMPARISON_FORMAT = "nnunetv2_morse.comparison/2"
 FIGURE_METRICS = ("Dice", "HD95", "ASSD", "NSD")
 FOREGROUND_MEAN = "foreground mean"
-MIN_NONZERO_FOR_P_BELOW_0_05 = 6
 MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+TEST_DESCRIPTION = (f"two-sided Wilcoxon signed-rank test (scipy.stats.wilcoxon, zero differences dropped; all "
+                    f"differences zero: p = 1); p (BH): Benjamini-Hochberg adjusted over each model's classes, "
+                    f"foreground mean and metrics; CI: {CONFIDENCE_LEVEL:.0%} BCa bootstrap interval of the mean "
+                    f"difference (scipy.stats.bootstrap, {BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED})")
 # what a report records about how it was scored, and what it is called in messages
 SCORING_FIELDS = {"empty_convention": "empty-class convention (--empty)", "reference_folder": "reference folder",
                   "dataset_labels": "dataset.json labels"}
 
 
-class ComparisonError(Exception):
+class ComparisonError(CommandError):
     """Reports that cannot be paired (missing cases or classes, malformed files), reported as one line."""
 
 
@@ -77,29 +84,6 @@ def case_values(report: Mapping, classes: Sequence[str], case_ids: Sequence[str]
                 raise ComparisonError(f"non-finite {m} of class {c} in case(s): {', '.join(bad)}")
     values[FOREGROUND_MEAN] = {m: np.mean([values[c][m] for c in classes], axis=0) for m in METRIC_NAMES}
     return values
-
-
-def wilcoxon_p_value(differences: np.ndarray) -> Tuple[float, str]:
-    """Two-sided Wilcoxon signed-rank p-value of paired differences (zeros dropped) and a note ("" if none)."""
-    nonzero = int(np.count_nonzero(differences))
-    if nonzero == 0:
-        return 1.0, f"all {differences.size} paired differences are zero: p set to 1"
-    p_value = float(wilcoxon(differences, zero_method="wilcox", alternative="two-sided").pvalue)
-    if nonzero < MIN_NONZERO_FOR_P_BELOW_0_05:
-        return p_value, (f"only {nonzero} non-zero paired difference(s): exact p >= {2 / 2 ** nonzero:.3g}, "
-                         "p < 0.05 unattainable")
-    return p_value, ""
-
-
-def paired_statistics(baseline: np.ndarray, model: np.ndarray) -> dict:
-    """Means, medians, mean/median difference (model - baseline), Wilcoxon p and note of one class and metric."""
-    differences = model - baseline
-    p_value, note = wilcoxon_p_value(differences)
-    return {"baseline_mean": float(np.mean(baseline)), "baseline_median": float(np.median(baseline)),
-            "model_mean": float(np.mean(model)), "model_median": float(np.median(model)),
-            "mean_difference": float(np.mean(differences)), "median_difference": float(np.median(differences)),
-            "num_nonzero_differences": int(np.count_nonzero(differences)), "p_value": p_value, "note": note,
-            "differences": differences.tolist()}
 
 
 def _check_pairable(baseline: Mapping, model: Mapping, baseline_name: str, name: str) -> None:
@@ -170,13 +154,14 @@ def compare_reports(reports: Sequence[Mapping], names: Sequence[str], sources: S
         model_values = case_values(report, classes, cases)
         comparisons[name] = {c: {m: paired_statistics(baseline_values[c][m], model_values[c][m])
                                  for m in METRIC_NAMES} for c in baseline_values}
-    return {"format": COMPARISON_FORMAT, "baseline": baseline_name,
+        family = [statistics for per_metric in comparisons[name].values() for statistics in per_metric.values()]
+        for statistics, adjusted in zip(family, adjusted_p_values([s["p_value"] for s in family])):
+            statistics["p_value_bh"] = adjusted
+    return {"format": COMPARISON_FORMAT, **report_stamp(), "baseline": baseline_name,
             "models": {name: os.path.abspath(source) for name, source in zip(names, sources)},
             "num_cases": len(cases), "cases": cases, "classes": classes + [FOREGROUND_MEAN],
             "difference": "model - baseline", "higher_is_better": dict(HIGHER_IS_BETTER),
-            "metric_units": dict(METRIC_UNITS),
-            "test": "two-sided Wilcoxon signed-rank test (scipy.stats.wilcoxon, zero differences dropped); "
-                    "all differences zero: p = 1; not corrected for multiple comparisons",
+            "metric_units": dict(METRIC_UNITS), "test": TEST_DESCRIPTION, "confidence_level": CONFIDENCE_LEVEL,
             "empty_convention": reports[0].get("empty_convention"), "warnings": warnings,
             "comparisons": comparisons}
 
@@ -189,11 +174,6 @@ def _favoured(statistics: Mapping, metric: str, model: str, baseline: str) -> st
     return model if (difference > 0) == HIGHER_IS_BETTER[metric] else baseline
 
 
-def _number(metric: str, value: float) -> str:
-    """Distances (mm) with 2 decimals, the others with 4."""
-    return f"{value:.2f}" if METRIC_UNITS[metric] == "mm" else f"{value:.4f}"
-
-
 def markdown_report(comparison: Mapping) -> str:
     """Markdown: conventions, then per model a table of class x metric statistics."""
     baseline = comparison["baseline"]
@@ -204,20 +184,33 @@ def markdown_report(comparison: Mapping) -> str:
     if comparison["warnings"]:
         lines += [f"**Warning**: {warning}" for warning in comparison["warnings"]] + [""]
     for model, per_class in comparison["comparisons"].items():
-        lines += [f"## {model} vs {baseline}", "",
-                  f"| class | metric | {baseline} mean | {model} mean | {baseline} median | {model} median | "
-                  f"mean diff | median diff | p | favours | note |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+        header = ["class", "metric", f"{baseline} mean", f"{model} mean", f"{baseline} median", f"{model} median",
+                  "mean diff", "95% CI", "median diff", "p", "p (BH)", "favours", "note"]
+        rows = []
         for class_name, per_metric in per_class.items():
             for metric, s in per_metric.items():
-                numbers = " | ".join(_number(metric, s[k]) for k in ("baseline_mean", "model_mean", "baseline_median",
-                                                                      "model_median", "mean_difference",
-                                                                      "median_difference"))
                 unit = f" ({METRIC_UNITS[metric]})" if METRIC_UNITS[metric] else ""
-                lines.append(f"| {class_name} | {metric}{unit} | {numbers} | {s['p_value']:.3g} | "
-                             f"{_favoured(s, metric, model, baseline)} | {s['note']} |")
-        lines.append("")
+                interval = "[" + ", ".join(format_metric(metric, v) for v in s["mean_difference_ci"]) + "]"
+                rows.append([class_name, metric + unit,
+                             *(format_metric(metric, s[k]) for k in ("baseline_mean", "model_mean", "baseline_median",
+                                                               "model_median", "mean_difference")),
+                             interval, format_metric(metric, s["median_difference"]), f"{s['p_value']:.3g}",
+                             f"{s['p_value_bh']:.3g}", _favoured(s, metric, model, baseline), s["note"]])
+        lines += [f"## {model} vs {baseline}", "", markdown_table(header, rows, "llrrrrrrrrrll"), ""]
     return "\n".join(lines)
+
+
+def differences_table(comparison: Mapping):
+    """The paired differences as a long pandas table: one row per model, class, metric and case, columns "model",
+    "class", "metric", "case" (the case's index) and "difference"."""
+    import pandas as pd
+
+    return pd.DataFrame([{"model": model, "class": class_name, "metric": metric, "case": index, "difference": value}
+                         for model, per_class in comparison["comparisons"].items()
+                         for class_name, per_metric in per_class.items()
+                         for metric, statistics in per_metric.items()
+                         for index, value in enumerate(statistics["differences"])],
+                        columns=["model", "class", "metric", "case", "difference"])
 
 
 def plot_differences(comparison: Mapping, path: str) -> None:
@@ -225,42 +218,37 @@ def plot_differences(comparison: Mapping, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import seaborn as sns
     from matplotlib.patches import Patch
 
     baseline = comparison["baseline"]
     models = list(comparison["comparisons"])
     classes = [c for c in comparison["classes"] if c != FOREGROUND_MEAN]
-    colours = [MODEL_COLOURS[i % len(MODEL_COLOURS)] for i in range(len(models))]
+    palette = {model: MODEL_COLOURS[i % len(MODEL_COLOURS)] for i, model in enumerate(models)}
+    table = differences_table(comparison)
     difference_label = textwrap.fill(f"{models[0] if len(models) == 1 else 'model'} - {baseline}", 60)
-    slot = 0.8 / len(models)
     width = float(np.clip(3.0 + 1.1 * len(classes) * len(models), 11.0, 28.0))
     figure, axes = plt.subplots(2, 2, figsize=(width, 9.0), squeeze=False)
-    jitter = np.random.default_rng(0)
     long_labels = len(classes) > 4 or max(len(c) for c in classes) > 12
     for axis, metric in zip(axes.flat, FIGURE_METRICS):
-        for index, (model, colour) in enumerate(zip(models, colours)):
-            positions = np.arange(len(classes)) + (index - (len(models) - 1) / 2) * slot
-            data = [comparison["comparisons"][model][c][metric]["differences"] for c in classes]
-            axis.boxplot(data, positions=positions, widths=slot * 0.7, showfliers=False, patch_artist=True,
-                         boxprops={"facecolor": colour, "alpha": 0.25, "edgecolor": colour},
-                         medianprops={"color": colour, "linewidth": 2},
-                         whiskerprops={"color": colour}, capprops={"color": colour})
-            for position, values in zip(positions, data):
-                offsets = jitter.uniform(-slot * 0.25, slot * 0.25, len(values))
-                axis.scatter(position + offsets, values, s=14, color=colour, alpha=0.8, zorder=3)
+        data = table[table["metric"] == metric]
+        placement = {"data": data, "x": "class", "y": "difference", "hue": "model", "order": classes,
+                     "hue_order": models, "palette": palette, "ax": axis, "legend": False}
+        sns.boxplot(**placement, showfliers=False, boxprops={"alpha": 0.3}, linewidth=1.2)
+        sns.stripplot(**placement, dodge=True, size=4, alpha=0.8, jitter=0.2, zorder=3)
         axis.axhline(0.0, color="black", linewidth=1.0, linestyle="--", zorder=1)
         direction = "higher is better" if HIGHER_IS_BETTER[metric] else "lower is better"
         unit = f" ({METRIC_UNITS[metric]})" if METRIC_UNITS[metric] else ""
         axis.set_title(f"{metric}: {direction}\n{difference_label}", fontsize=11)
+        axis.set_xlabel("")
         axis.set_ylabel(f"difference in {metric}{unit}")
-        axis.set_xticks(np.arange(len(classes)))
-        axis.set_xticklabels(classes, rotation=30 if long_labels else 0, ha="right" if long_labels else "center")
-        axis.set_xlim(-0.6, len(classes) - 0.4)
+        if long_labels:
+            plt.setp(axis.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
         axis.grid(axis="y", alpha=0.3)
     figure.suptitle(f"Per-case paired differences vs {baseline} ({comparison['num_cases']} cases; "
                     "boxes: quartiles, whiskers: 1.5 IQR, dashed: no difference)", fontsize=13)
     if len(models) > 1:
-        figure.legend(handles=[Patch(facecolor=c, alpha=0.6, label=m) for m, c in zip(models, colours)],
+        figure.legend(handles=[Patch(facecolor=palette[m], alpha=0.6, label=m) for m in models],
                       loc="lower center", ncol=len(models), fontsize=10, frameon=False)
     figure.tight_layout(rect=(0, 0.04 if len(models) > 1 else 0, 1, 1))
     figure.savefig(path, dpi=120)
@@ -269,29 +257,28 @@ def plot_differences(comparison: Mapping, path: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """nnUNetv2_morse_compare BASELINE.json MODEL.json [...] [--names ...] [-o PREFIX]"""
-    parser = argparse.ArgumentParser(
-        prog="nnUNetv2_morse_compare",
-        description="Paired per-case comparison of metric reports (nnUNetv2_morse_evaluate / _evaluate_cv) with the "
-                    "first one, the baseline: means, medians, mean paired difference (model - baseline) and "
-                    "Wilcoxon signed-rank p-values per class and metric. Writes PREFIX.json, PREFIX.md, PREFIX.png.")
+    prog = "nnUNetv2_morse_compare"
+    parser = command_parser(
+        prog, "Paired per-case comparison of metric reports (nnUNetv2_morse_evaluate / _evaluate_cv) with the first "
+              "one, the baseline: means, medians, mean paired difference (model - baseline) with its bootstrap "
+              "confidence interval, and Wilcoxon signed-rank p-values, raw and Benjamini-Hochberg adjusted, per "
+              "class and metric. Writes PREFIX.json, PREFIX.md and PREFIX.png.",
+        "Example:\n\n    nnUNetv2_morse_compare nnUNetTrainer/crossval_boundary_metrics.json "
+        "MORSE/crossval_boundary_metrics.json --names nnUNet MORSE -o mvb")
     parser.add_argument("reports", nargs="+", help="metric JSON files; the first is the baseline")
     parser.add_argument("--names", nargs="+", help="one name per report (default: each report's parent folder)")
-    parser.add_argument("-o", dest="output_prefix", default="comparison",
-                        help="output path without extension (default: ./comparison)")
+    parser.add_argument("-o", dest="output_prefix", metavar="PREFIX", default="comparison",
+                        help="output path without extension")
     args = parser.parse_args(argv)
     if len(args.reports) < 2:
         parser.error("give at least two reports: the baseline first, then one or more models")
     names = args.names or [os.path.basename(os.path.dirname(os.path.abspath(r))) for r in args.reports]
     if len(names) != len(args.reports):
         parser.error(f"--names gives {len(names)} name(s) for {len(args.reports)} report(s)")
-    try:
+    with one_line_errors(prog, (ComparisonError,)):
         comparison = compare_reports([load_report(r) for r in args.reports], names, args.reports)
-    except ComparisonError as error:
-        sys.exit(f"nnUNetv2_morse_compare: error: {error}")
-    print_warnings("nnUNetv2_morse_compare", comparison["warnings"])
-    os.makedirs(os.path.dirname(os.path.abspath(args.output_prefix)), exist_ok=True)
-    with open(args.output_prefix + ".json", "w") as f:
-        json.dump(comparison, f, indent=2, allow_nan=False)
+    print_warnings(prog, comparison["warnings"])
+    write_json(comparison, args.output_prefix + ".json")
     markdown = markdown_report(comparison)
     with open(args.output_prefix + ".md", "w") as f:
         f.write(markdown)

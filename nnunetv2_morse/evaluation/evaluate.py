@@ -9,8 +9,13 @@ Nothing is scored silently wrong: every .gz file must decompress to its end (Sim
 without an error, its missing part as background), and the report's "warnings" (also printed on stderr and under
 the table) name classes empty in every reference and prediction, label values that dataset.json does not know and
 predictions left unscored.
+
+A progress bar counts the scored cases (on a terminal). Worker processes start only for at least
+MIN_CASES_PER_WORKER cases each: every worker imports torch, MONAI and nnU-Net before its first case, which costs
+more than scoring a handful of cases.
 """
 import argparse
+import contextlib
 import gzip
 import json
 import multiprocessing
@@ -21,8 +26,10 @@ from collections import Counter
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
-import pandas as pd
 
+from nnunetv2_morse.cli import (CommandError, Fold, add_model_arguments, add_processes_argument, command_parser,
+                                dataset_name, markdown_table, one_line_errors, report_stamp,
+                                required_environment_folder, trained_model_folder, write_json)
 from nnunetv2_morse.evaluation.metrics import (DEFAULT_EMPTY, DEFAULT_TOLERANCE_MM, EMPTY_RULES, HIGHER_IS_BETTER,
                                                IGNORE_RULE, METRIC_NAMES, METRIC_UNITS, EvaluatedClass, as_spatial,
                                                case_metrics, check_empty_convention, classes_from_dataset_json,
@@ -33,16 +40,11 @@ CV_REPORT_NAME = "crossval_boundary_metrics"
 SPACING_RELATIVE_TOLERANCE = 1e-3
 GZIP_CHUNK_BYTES = 1 << 24
 MAX_NAMED = 5
+MIN_CASES_PER_WORKER = 8
 
 
-class EvaluationError(Exception):
+class EvaluationError(CommandError):
     """A problem with the inputs (missing files or cases, mismatching images), reported as one line."""
-
-
-def default_num_processes() -> int:
-    """nnU-Net's default number of processes (nnUNet_def_n_proc, else 8), at most the number of CPUs."""
-    from nnunetv2.configuration import default_num_processes as nnunet_default
-    return max(1, min(nnunet_default, os.cpu_count() or 1))
 
 
 def load_json(path: str) -> dict:
@@ -99,6 +101,8 @@ def read_label_map(reader, path: str) -> Tuple[np.ndarray, Tuple[float, ...]]:
 
 def unknown_label_values(label_map: np.ndarray, known: Sequence[int]) -> List[float]:
     """The sorted values of label_map that are not in known (ints where integral: JSON-ready)."""
+    import pandas as pd
+
     known = {float(k) for k in known}
     unknown = sorted(float(v) for v in pd.unique(label_map.ravel()) if float(v) not in known)
     return [int(v) if v.is_integer() else v for v in unknown]
@@ -114,16 +118,14 @@ def evaluate_case(case_id: str, reference_file: str, prediction_file: str, reade
     outside them are listed in "unknown_label_values" {"reference"/"prediction": [values]}, present only if any.
     """
     reader = reader_class()
-    reference, spacing = read_label_map(reader, reference_file)
-    prediction, prediction_spacing = read_label_map(reader, prediction_file)
+    reference, spacing = as_spatial(*read_label_map(reader, reference_file))
+    prediction, prediction_spacing = as_spatial(*read_label_map(reader, prediction_file))
     if reference.shape != prediction.shape:
         raise EvaluationError(f"case {case_id}: prediction shape {prediction.shape} differs from reference shape "
                               f"{reference.shape}")
     if not np.allclose(spacing, prediction_spacing, rtol=SPACING_RELATIVE_TOLERANCE):
-        raise EvaluationError(f"case {case_id}: prediction spacing {prediction_spacing} differs from reference "
-                              f"spacing {spacing}")
-    prediction, _ = as_spatial(prediction, spacing)
-    reference, spacing = as_spatial(reference, spacing)
+        raise EvaluationError(f"case {case_id}: prediction spacing {prediction_spacing} mm differs from reference "
+                              f"spacing {spacing} mm")
     result = {"case": case_id, "reference_file": os.path.abspath(reference_file),
               "prediction_file": os.path.abspath(prediction_file), "shape": list(reference.shape),
               "spacing_mm": list(spacing),
@@ -137,12 +139,26 @@ def evaluate_case(case_id: str, reference_file: str, prediction_file: str, reade
     return result
 
 
+def worker_count(num_cases: int, num_processes: int) -> int:
+    """Worker processes worth starting for num_cases: at most num_processes, each with MIN_CASES_PER_WORKER cases or
+    more; 0 (score in this process) if not even two workers would be."""
+    workers = min(num_processes, num_cases // MIN_CASES_PER_WORKER)
+    return workers if workers >= 2 else 0
+
+
+def _evaluate_case_arguments(arguments: tuple) -> dict:
+    return evaluate_case(*arguments)
+
+
 def evaluate_cases(case_files: Sequence[Tuple[str, str, str]], dataset_json: Mapping,
                    classes: Sequence[EvaluatedClass], num_processes: int, empty: str = DEFAULT_EMPTY) -> List[dict]:
-    """evaluate_case for every (case id, reference file, prediction file), in order; num_processes workers.
+    """evaluate_case for every (case id, reference file, prediction file), in order, with a progress bar (on a
+    terminal); worker_count(len(case_files), num_processes) worker processes.
 
     Label values that dataset.json does not name are recorded per case (evaluate_case); build_report warns of them.
     """
+    from tqdm import tqdm
+
     if not case_files:
         raise EvaluationError("no cases to evaluate")
     check_empty_convention(empty)
@@ -150,10 +166,14 @@ def evaluate_cases(case_files: Sequence[Tuple[str, str, str]], dataset_json: Map
     reader_class = reader_class_for(dataset_json, case_files[0][1])
     arguments = [(*files, reader_class, list(classes), ignore_label_from_dataset_json(dataset_json), empty,
                   label_values_from_dataset_json(dataset_json)) for files in case_files]
-    if num_processes <= 1 or len(arguments) == 1:
-        return [evaluate_case(*a) for a in arguments]
-    with multiprocessing.get_context("spawn").Pool(min(num_processes, len(arguments))) as pool:
-        return pool.starmap(evaluate_case, arguments)
+    workers = worker_count(len(arguments), num_processes)
+    pool = multiprocessing.get_context("spawn").Pool(workers) if workers else contextlib.nullcontext()
+    results = []
+    with pool, tqdm(total=len(arguments), desc="scoring", unit="case", disable=None) as progress:
+        for result in (pool.imap if workers else map)(_evaluate_case_arguments, arguments):
+            results.append(result)
+            progress.update()
+    return results
 
 
 def paired_files(reference_folder: str, prediction_folder: str, file_ending: str,
@@ -259,12 +279,13 @@ def build_report(case_results: List[dict], classes: Sequence[EvaluatedClass], da
 
     empty: the convention the case results were computed with; warnings: the caller's, to which the report adds
     empty_class_warnings and unknown_label_warnings. sources (e.g. reference_folder, dataset) are recorded as given;
-    "dataset" defaults to dataset.json's "name".
+    "dataset" defaults to dataset.json's "name". The report_stamp records the versions and the time.
     """
     check_empty_convention(empty)
     means, foreground = class_means(case_results, classes)
     return {
         "format": REPORT_FORMAT,
+        **report_stamp(),
         "dataset": dataset_json.get("name"),
         **sources,
         "num_cases": len(case_results),
@@ -292,70 +313,74 @@ def print_warnings(program: str, warnings: Sequence[str]) -> None:
         print(f"{program}: warning: {warning}", file=sys.stderr)
 
 
-def _format_metric(metric: str, value: Optional[float]) -> str:
+def format_metric(metric: str, value: Optional[float]) -> str:
     """Dice, IoU, NSD with 4 decimals; distances (mm) with 2; undefined (None) as n/a."""
     if value is None:
         return "n/a"
     return f"{value:.2f}" if METRIC_UNITS[metric] == "mm" else f"{value:.4f}"
 
 
-def markdown_table(report: Mapping) -> str:
+def markdown_summary(report: Mapping) -> str:
     """Markdown table of the report's per-class means and foreground mean, then its warnings."""
-    headers = [f"{m} ({METRIC_UNITS[m]})" if METRIC_UNITS[m] else m for m in METRIC_NAMES]
+    header = ["class", "labels", "NSD tol. (mm)", *(f"{m} ({METRIC_UNITS[m]})" if METRIC_UNITS[m] else m
+                                                     for m in METRIC_NAMES)]
+    rows = [[name, ", ".join(str(label) for label in info["labels"]), f"{info['nsd_tolerance_mm']:g}",
+             *(format_metric(m, report["mean"][name][m]) for m in METRIC_NAMES)]
+            for name, info in report["classes"].items()]
+    rows.append(["**foreground mean**", "", "", *(format_metric(m, report["foreground_mean"][m])
+                                                  for m in METRIC_NAMES)])
     lines = [f"Mean over {report['num_cases']} case(s); NSD at the tolerance shown; {report['empty_case_rule']}.",
-             "",
-             "| class | labels | NSD tol. (mm) | " + " | ".join(headers) + " |",
-             "| --- | --- | ---: | " + " | ".join("---:" for _ in METRIC_NAMES) + " |"]
-    for name, info in report["classes"].items():
-        values = " | ".join(_format_metric(m, report["mean"][name][m]) for m in METRIC_NAMES)
-        labels = ", ".join(str(label) for label in info["labels"])
-        lines.append(f"| {name} | {labels} | {info['nsd_tolerance_mm']:g} | {values} |")
-    values = " | ".join(_format_metric(m, report["foreground_mean"][m]) for m in METRIC_NAMES)
-    lines.append(f"| **foreground mean** | | | {values} |")
+             "", markdown_table(header, rows, "llr" + "r" * len(METRIC_NAMES))]
     if report["warnings"]:
         lines += [""] + [f"**Warning**: {warning}" for warning in report["warnings"]]
     return "\n".join(lines) + "\n"
 
 
-def write_json(report: Mapping, path: str) -> None:
-    """Write report to path as indented JSON; refuses NaN and infinity."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(report, f, indent=2, allow_nan=False)
+def predicted_cases(reference_folder: str, prediction_folder: str, file_ending: str) -> Tuple[List[str], List[str]]:
+    """(reference cases with a prediction, warnings naming those without one): nnU-Net's --chill."""
+    predictions = label_files(prediction_folder, file_ending)
+    references = list(label_files(reference_folder, file_ending))
+    unpredicted = [c + file_ending for c in references if c not in predictions]
+    present = [c for c in references if c in predictions]
+    if not present:
+        raise EvaluationError(f"prediction folder {prediction_folder} holds none of the {len(references)} reference "
+                              f"case(s) of {reference_folder}")
+    if not unpredicted:
+        return present, []
+    return present, [f"--chill: {len(unpredicted)} reference case(s) in {os.path.abspath(reference_folder)} have no "
+                     f"prediction and are not scored: {named(unpredicted)}"]
 
 
 def evaluate_folders(reference_folder: str, prediction_folder: str, dataset_json: Mapping,
                      default_tolerance_mm: float = DEFAULT_TOLERANCE_MM,
                      tolerance_mm_per_class: Optional[Mapping[str, float]] = None,
                      num_processes: int = 1, empty: str = DEFAULT_EMPTY,
-                     dataset_json_file: Optional[str] = None) -> dict:
-    """Report (build_report) of every reference case in reference_folder against prediction_folder.
+                     dataset_json_file: Optional[str] = None, chill: bool = False) -> dict:
+    """Report (build_report) of every reference case in reference_folder against prediction_folder; with chill
+    (nnU-Net's --chill) only of the reference cases that have a prediction, the others named in a warning.
 
     Predictions without a reference are not scored and are named in the report's warnings.
     """
     classes = classes_from_dataset_json(dataset_json, default_tolerance_mm, tolerance_mm_per_class)
     file_ending = dataset_json["file_ending"]
-    case_files = paired_files(reference_folder, prediction_folder, file_ending)
+    case_ids, unpredicted = (predicted_cases(reference_folder, prediction_folder, file_ending) if chill
+                             else (None, []))
+    case_files = paired_files(reference_folder, prediction_folder, file_ending, case_ids)
     unscored = unscored_files_warnings(prediction_folder, file_ending, [c for c, *_ in case_files],
                                        f"have no reference in {os.path.abspath(reference_folder)}")
     results = evaluate_cases(case_files, dataset_json, classes, num_processes, empty)
     sources = {} if dataset_json_file is None else {"dataset_json_file": os.path.abspath(dataset_json_file)}
-    return build_report(results, classes, dataset_json, empty, unscored,
+    return build_report(results, classes, dataset_json, empty, unpredicted + unscored,
                         reference_folder=os.path.abspath(reference_folder),
                         prediction_folder=os.path.abspath(prediction_folder), **sources)
 
 
-def model_folder(dataset_name: str, trainer: str, plans: str, configuration: str) -> str:
-    """$nnUNet_results/DATASET/TRAINER__PLANS__CONFIGURATION."""
-    from nnunetv2.paths import nnUNet_results
-    from nnunetv2.utilities.file_path_utilities import get_output_folder
-    if not nnUNet_results.is_set():
-        raise EvaluationError("nnUNet_results is not set")
-    return get_output_folder(dataset_name, trainer, plans, configuration)
-
-
-def validation_cases(splits_file: str, fold: int, validation_folder: str, file_ending: str) -> List[str]:
-    """The fold's validation cases from splits_final.json, or without that file the predictions present."""
+def validation_cases(preprocessed_folder: str, fold: Fold, validation_folder: str, file_ending: str) -> List[str]:
+    """A fold's validation cases: from preprocessed_folder's splits_final.json, or without that file the predictions
+    present; fold "all" (trained and validated on every case): every case of its gt_segmentations."""
+    if fold == "all":
+        return list(label_files(os.path.join(preprocessed_folder, "gt_segmentations"), file_ending))
+    splits_file = os.path.join(preprocessed_folder, "splits_final.json")
     if os.path.isfile(splits_file):
         splits = load_json(splits_file)
         if fold >= len(splits):
@@ -365,7 +390,7 @@ def validation_cases(splits_file: str, fold: int, validation_folder: str, file_e
 
 
 def evaluate_cross_validation(dataset: str, trainer: str, configuration: str, plans: str = "nnUNetPlans",
-                              folds: Sequence[int] = (0, 1, 2, 3, 4),
+                              folds: Sequence[Fold] = (0, 1, 2, 3, 4),
                               default_tolerance_mm: float = DEFAULT_TOLERANCE_MM,
                               tolerance_mm_per_class: Optional[Mapping[str, float]] = None,
                               num_processes: int = 1, empty: str = DEFAULT_EMPTY) -> Tuple[dict, str]:
@@ -374,18 +399,10 @@ def evaluate_cross_validation(dataset: str, trainer: str, configuration: str, pl
     Cases carry their "fold"; "folds" holds each fold's prediction folder, case count and means. Files in a
     validation folder that are not among the fold's validation cases are not scored and are named in the warnings.
     """
-    from nnunetv2.paths import nnUNet_preprocessed
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-    if not nnUNet_preprocessed.is_set():
-        raise EvaluationError("nnUNet_preprocessed is not set")
-    try:
-        dataset_name = maybe_convert_to_dataset_name(dataset)
-    except RuntimeError as error:
-        raise EvaluationError(str(error).splitlines()[0]) from error
-    output_folder = model_folder(dataset_name, trainer, plans, configuration)
-    if not os.path.isdir(output_folder):
-        raise EvaluationError(f"model folder not found: {output_folder}")
-    preprocessed = os.path.join(nnUNet_preprocessed.get(), dataset_name)
+    preprocessed_root = required_environment_folder("nnUNet_preprocessed")
+    name = dataset_name(dataset)
+    output_folder = trained_model_folder(name, trainer, plans, configuration)
+    preprocessed = os.path.join(preprocessed_root, name)
     dataset_json_file = os.path.join(output_folder, "dataset.json")
     if not os.path.isfile(dataset_json_file):
         dataset_json_file = os.path.join(preprocessed, "dataset.json")
@@ -398,8 +415,7 @@ def evaluate_cross_validation(dataset: str, trainer: str, configuration: str, pl
         validation_folder = os.path.join(output_folder, f"fold_{fold}", "validation")
         if not os.path.isdir(validation_folder):
             raise EvaluationError(f"fold {fold} has no validation folder: {validation_folder}")
-        cases = validation_cases(os.path.join(preprocessed, "splits_final.json"), fold, validation_folder,
-                                 file_ending)
+        cases = validation_cases(preprocessed, fold, validation_folder, file_ending)
         fold_files = paired_files(reference_folder, validation_folder, file_ending, cases)
         unscored += unscored_files_warnings(validation_folder, file_ending, cases,
                                             f"are not validation cases of fold {fold}")
@@ -408,11 +424,11 @@ def evaluate_cross_validation(dataset: str, trainer: str, configuration: str, pl
         fold_sources[str(fold)] = validation_folder
     repeated = sorted(c for c, count in Counter(c for c, *_ in case_files).items() if count > 1)
     if repeated:
-        raise EvaluationError(f"case(s) validated in more than one fold: {', '.join(repeated)}")
+        raise EvaluationError(f"case(s) validated in more than one fold: {named(repeated)}")
     results = evaluate_cases(case_files, dataset_json, classes, num_processes, empty)
     for result, fold in zip(results, case_folds):
         result["fold"] = fold
-    report = build_report(results, classes, dataset_json, empty, unscored, dataset=dataset_name, trainer=trainer,
+    report = build_report(results, classes, dataset_json, empty, unscored, dataset=name, trainer=trainer,
                           plans=plans, configuration=configuration, reference_folder=reference_folder)
     report["folds"] = {}
     for fold, validation_folder in fold_sources.items():
@@ -437,78 +453,80 @@ def parse_class_tolerances(items: Optional[Sequence[str]], parser: argparse.Argu
     return tolerances
 
 
-def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
     """--tolerance-mm, --tolerance-mm-per-class, --empty, -np."""
-    parser.add_argument("--tolerance-mm", type=float, default=DEFAULT_TOLERANCE_MM,
-                        help=f"NSD tolerance in mm for every class (default {DEFAULT_TOLERANCE_MM})")
-    parser.add_argument("--tolerance-mm-per-class", nargs="+", metavar="CLASS:MM",
-                        help="per-class NSD tolerances overriding --tolerance-mm; CLASS is a dataset.json class "
-                             "(or region) name or a label value, e.g. 1:2.0 liver:1.5")
-    parser.add_argument("--empty", choices=list(EMPTY_RULES), default=DEFAULT_EMPTY,
-                        help="score of a class that is empty in both the reference and the prediction of a case: "
-                             "'one' = Dice 1, IoU 1, HD95 0, ASSD 0, NSD 1, a correct absence (every case keeps a "
-                             "score, as paired comparisons need); 'nan' = undefined, left out of the means, as in "
-                             "nnU-Net's summary.json (default: %(default)s)")
-    parser.add_argument("-np", type=int, default=None,
-                        help="number of worker processes (default: nnU-Net's default, at most the CPU count)")
+    group = parser.add_argument_group("scoring")
+    group.add_argument("--tolerance-mm", metavar="MM", type=float, default=DEFAULT_TOLERANCE_MM,
+                       help="NSD tolerance in mm for every class")
+    group.add_argument("--tolerance-mm-per-class", nargs="+", metavar="CLASS:MM",
+                       help="per-class NSD tolerances overriding --tolerance-mm; CLASS is a dataset.json class "
+                            "(or region) name or a label value, e.g. 1:2.0 liver:1.5")
+    group.add_argument("--empty", choices=list(EMPTY_RULES), default=DEFAULT_EMPTY,
+                       help="score of a class that is empty in both the reference and the prediction of a case: "
+                            "'one' = Dice 1, IoU 1, HD95 0, ASSD 0, NSD 1, a correct absence (every case keeps a "
+                            "score, as paired comparisons need); 'nan' = undefined, left out of the means, as in "
+                            "nnU-Net's summary.json")
+    add_processes_argument(group, f"scoring (workers start only for {MIN_CASES_PER_WORKER} or more cases each: each "
+                                  "imports torch, MONAI and nnU-Net first)")
 
 
 def main_evaluate(argv: Optional[Sequence[str]] = None) -> None:
     """nnUNetv2_morse_evaluate REF_FOLDER PRED_FOLDER -djfile dataset.json [-o out.json] ..."""
-    parser = argparse.ArgumentParser(
-        prog="nnUNetv2_morse_evaluate",
-        description="Dice, IoU, HD95, ASSD and NSD (mm) of every case and class of a prediction folder against a "
-                    "reference folder. Writes a JSON report and prints a Markdown table of the per-class means.")
+    prog = "nnUNetv2_morse_evaluate"
+    parser = command_parser(
+        prog, "Dice, IoU, HD95, ASSD and NSD (mm) of every case and class of a prediction folder against a "
+              "reference folder. Writes a JSON report and prints a Markdown table of the per-class means.",
+        "Example:\n\n    nnUNetv2_morse_evaluate labelsTs pred -djfile dataset.json -o pred_metrics.json")
     parser.add_argument("reference_folder", help="folder with the reference segmentations")
     parser.add_argument("prediction_folder", help="folder with a prediction for every reference case")
-    parser.add_argument("-djfile", required=True, help="the dataset's dataset.json (labels, file_ending)")
-    parser.add_argument("-o", dest="output_file", default=None,
+    parser.add_argument("-djfile", metavar="FILE", required=True,
+                        help="the dataset's dataset.json (labels, file_ending)")
+    parser.add_argument("-o", dest="output_file", metavar="FILE",
                         help="output JSON (default: PRED_FOLDER/boundary_metrics.json)")
-    _add_common_arguments(parser)
+    parser.add_argument("--chill", action="store_true",
+                        help="score only the reference cases that have a prediction (nnU-Net's --chill); the "
+                             "others are named in a warning")
+    _add_scoring_arguments(parser)
     args = parser.parse_args(argv)
     tolerances = parse_class_tolerances(args.tolerance_mm_per_class, parser)
     output_file = args.output_file or os.path.join(args.prediction_folder, "boundary_metrics.json")
-    try:
+    with one_line_errors(prog):
         report = evaluate_folders(args.reference_folder, args.prediction_folder, load_json(args.djfile),
-                                  args.tolerance_mm, tolerances, args.np or default_num_processes(), args.empty,
-                                  args.djfile)
-    except (EvaluationError, ValueError) as error:
-        sys.exit(f"nnUNetv2_morse_evaluate: error: {error}")
-    print_warnings("nnUNetv2_morse_evaluate", report["warnings"])
+                                  args.tolerance_mm, tolerances, args.num_processes, args.empty, args.djfile,
+                                  args.chill)
+    print_warnings(prog, report["warnings"])
     write_json(report, output_file)
-    print(markdown_table(report))
+    print(markdown_summary(report))
     print(f"Wrote {output_file}")
 
 
 def main_evaluate_cv(argv: Optional[Sequence[str]] = None) -> None:
-    """nnUNetv2_morse_evaluate_cv -d DATASET -tr TRAINER -c CONFIGURATION [-p PLANS] [-f 0 1 2 3 4] ..."""
-    parser = argparse.ArgumentParser(
-        prog="nnUNetv2_morse_evaluate_cv",
-        description="Dice, IoU, HD95, ASSD and NSD (mm) of a trained model's cross-validation: every fold's "
-                    "validation/ against nnUNet_preprocessed/DATASET/gt_segmentations. Writes "
-                    f"{CV_REPORT_NAME}.json and .md into the TRAINER__PLANS__CONFIGURATION folder.")
-    parser.add_argument("-d", dest="dataset", required=True, help="dataset name or ID")
-    parser.add_argument("-tr", dest="trainer", required=True, help="trainer class name, e.g. nnUNetTrainerMORSE")
-    parser.add_argument("-c", dest="configuration", required=True, help="configuration, e.g. 3d_fullres")
-    parser.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
-    parser.add_argument("-f", dest="folds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
-                        help="folds (default 0 1 2 3 4)")
-    _add_common_arguments(parser)
+    """nnUNetv2_morse_evaluate_cv -d DATASET -c CONFIGURATION [-tr TRAINER] [-p PLANS] [-f 0 1 2 3 4] [-o FILE] ..."""
+    prog = "nnUNetv2_morse_evaluate_cv"
+    parser = command_parser(
+        prog, "Dice, IoU, HD95, ASSD and NSD (mm) of a trained model's cross-validation: every fold's validation/ "
+              "against nnUNet_preprocessed/DATASET/gt_segmentations (each fold's cases from splits_final.json). "
+              "Writes a JSON report and its Markdown table.",
+        "Example:\n\n    nnUNetv2_morse_evaluate_cv -d 4 -c 3d_fullres -tr nnUNetTrainerMORSE -f 0 1 2 3 4")
+    add_model_arguments(parser, checkpoint=False)
+    parser.add_argument("-o", dest="output_file", metavar="FILE",
+                        help=f"output JSON, and its Markdown table next to it as .md (default: {CV_REPORT_NAME}.json "
+                             "in the model folder)")
+    _add_scoring_arguments(parser)
     args = parser.parse_args(argv)
     tolerances = parse_class_tolerances(args.tolerance_mm_per_class, parser)
-    try:
+    with one_line_errors(prog):
         report, output_folder = evaluate_cross_validation(
             args.dataset, args.trainer, args.configuration, args.plans, args.folds, args.tolerance_mm, tolerances,
-            args.np or default_num_processes(), args.empty)
-    except (EvaluationError, ValueError) as error:
-        sys.exit(f"nnUNetv2_morse_evaluate_cv: error: {error}")
-    print_warnings("nnUNetv2_morse_evaluate_cv", report["warnings"])
-    table = markdown_table(report)
+            args.num_processes, args.empty)
+    print_warnings(prog, report["warnings"])
     title = (f"# {report['trainer']}__{report['plans']}__{report['configuration']} on {report['dataset']}: "
              f"cross-validation, folds {', '.join(report['folds'])}\n\n")
-    json_file = os.path.join(output_folder, CV_REPORT_NAME + ".json")
+    markdown = title + markdown_summary(report)
+    json_file = args.output_file or os.path.join(output_folder, CV_REPORT_NAME + ".json")
+    markdown_file = os.path.splitext(json_file)[0] + ".md"
     write_json(report, json_file)
-    with open(os.path.join(output_folder, CV_REPORT_NAME + ".md"), "w") as f:
-        f.write(title + table)
-    print(title + table)
-    print(f"Wrote {json_file} and {CV_REPORT_NAME}.md")
+    with open(markdown_file, "w") as f:
+        f.write(markdown)
+    print(markdown)
+    print(f"Wrote {json_file} and {markdown_file}")

@@ -30,6 +30,9 @@ surface along that area's border, in the reference and the prediction alike, whe
 Images: 2D (x, y) or 3D (x, y, z) with the spacing in the same axis order; a 3D image with a single slice along one
 axis (nnU-Net's way of storing 2D data) is evaluated as 2D. Without this, every foreground voxel of a one-slice
 volume would be a surface voxel.
+
+torch and MONAI are imported by the first surface metric computed, not with this module: commands that import it
+answer ``--help`` at once.
 """
 import math
 import warnings
@@ -37,8 +40,6 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
-from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance, compute_surface_dice
 
 METRIC_NAMES = ("Dice", "IoU", "HD95", "ASSD", "NSD")
 METRIC_UNITS = {"Dice": "", "IoU": "", "HD95": "mm", "ASSD": "mm", "NSD": ""}
@@ -179,6 +180,9 @@ def binary_metrics(reference: np.ndarray, prediction: np.ndarray, spacing: Seque
     if n_ref == 0 or n_pred == 0:
         diagonal = image_diagonal_mm(reference.shape, spacing)
         return {"Dice": 0.0, "IoU": 0.0, "HD95": diagonal, "ASSD": diagonal, "NSD": 0.0, **counts}
+    import torch
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance, compute_surface_dice
+
     overlap = {"Dice": 2 * true_positives / (n_ref + n_pred),
                "IoU": true_positives / (n_ref + n_pred - true_positives)}
     reference_crop, prediction_crop = _crop_to_union(reference, prediction)

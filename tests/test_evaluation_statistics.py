@@ -1,0 +1,61 @@
+"""nnunetv2_morse.evaluation.statistics on samples with known answers and against independent numpy computations."""
+import numpy as np
+import pytest
+
+from nnunetv2_morse.evaluation.statistics import adjusted_p_values, mean_difference_interval, paired_statistics
+
+
+def benjamini_hochberg(p_values):
+    """Benjamini-Hochberg adjusted p-values, written out: p_(i) m / i, made monotone from the largest down."""
+    p_values = np.asarray(p_values, dtype=float)
+    order = np.argsort(p_values)
+    scaled = p_values[order] * len(p_values) / np.arange(1, len(p_values) + 1)
+    monotone = np.minimum.accumulate(scaled[::-1])[::-1]
+    adjusted = np.empty_like(p_values)
+    adjusted[order] = np.minimum(monotone, 1.0)
+    return adjusted
+
+
+def test_adjusted_p_values_are_benjamini_hochberg():
+    p_values = [0.001, 0.2, 0.04, 0.03, 0.9, 0.012, 1.0, 0.049]
+    assert adjusted_p_values(p_values) == pytest.approx(benjamini_hochberg(p_values))
+    assert adjusted_p_values([0.01, 0.02]) == pytest.approx([0.02, 0.02])
+    assert adjusted_p_values([]) == []
+
+
+def test_interval_of_the_mean_difference():
+    differences = np.random.default_rng(3).normal(0.05, 0.1, 30)
+    low, high = mean_difference_interval(differences)
+    assert low < differences.mean() < high
+    assert mean_difference_interval(differences) == (low, high)  # fixed seed: the same cases, the same interval
+    # an independent percentile bootstrap (numpy, many resamples) agrees with the BCa interval to a fraction of it
+    rng = np.random.default_rng(7)
+    means = differences[rng.integers(0, differences.size, (40000, differences.size))].mean(axis=1)
+    percentile = np.percentile(means, [2.5, 97.5])
+    assert np.abs(np.array([low, high]) - percentile).max() < 0.15 * (high - low)
+    # the half-width of a 95% interval of a mean is about 1.96 standard errors
+    standard_error = differences.std(ddof=1) / np.sqrt(differences.size)
+    assert (high - low) / 2 == pytest.approx(1.96 * standard_error, rel=0.15)
+
+
+def test_degenerate_samples():
+    assert mean_difference_interval(np.array([0.3])) == (None, None)
+    assert mean_difference_interval(np.full(5, 0.25)) == (0.25, 0.25)
+    single = paired_statistics(np.array([0.5]), np.array([0.75]))
+    assert single["mean_difference_ci"] == [None, None] and single["n"] == 1
+    same = paired_statistics(np.full(4, 0.5), np.full(4, 0.5))
+    assert same["p_value"] == 1.0 and same["mean_difference_ci"] == [0.0, 0.0] and "all 4" in same["note"]
+    with pytest.raises(ValueError, match="equally long, non-empty"):
+        paired_statistics(np.zeros(3), np.zeros(4))
+
+
+def test_paired_statistics_known_values():
+    baseline = np.array([0.70, 0.80, 0.60, 0.90, 0.75, 0.65, 0.85, 0.72, 0.68, 0.77])
+    model = baseline + np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10])
+    statistics = paired_statistics(baseline, model)
+    assert statistics["mean_difference"] == pytest.approx(0.055)
+    assert statistics["median_difference"] == pytest.approx(0.055)
+    assert statistics["model_mean"] - statistics["baseline_mean"] == pytest.approx(0.055)
+    assert statistics["p_value"] == pytest.approx(2 / 2 ** 10)  # exact: all 10 differences positive
+    low, high = statistics["mean_difference_ci"]
+    assert 0.01 < low < 0.055 < high < 0.1 and statistics["differences"] == pytest.approx(model - baseline)
