@@ -179,7 +179,8 @@ def test_cost_tables_as_ratios(tmp_path):
     rows = [{"trainer": "nnUNetTrainer", "step_s": 2.0, "peak_memory_mb": 1000.0, "saved_for_backward_mb": 500.0,
              "inference_s": 4.0},
             {"trainer": "nnUNetTrainerMORSE", "step_s": 2.2, "peak_memory_mb": 1020.0, "saved_for_backward_mb": 600.0,
-             "inference_s": 4.2}]
+             "inference_s": 4.2, "test_points_sweep": [{"num_test_points": 2048, "ratio": 1.06, "head_gflop": 7.5,
+                                                        "unet_gflop": 119.2}]}]
     write_json({"header": "2d on CPU", "rows": rows}, str(folder / "benchmark_2d_cpu.json"))
     write_json({"commands": [{"command": "python -m nnunetv2_morse.benchmark --preset 2d --device cpu"}],
                 "machine": {"platform": "Linux", "cpu_count": 2, "gpu": None}, "recorded": "today",
@@ -189,6 +190,7 @@ def test_cost_tables_as_ratios(tmp_path):
     assert "| nnUNetTrainer | 2.000 s | 1000 MiB | 500 MiB | 4.000 s |" in text
     assert "| nnUNetTrainerMORSE | 1.100x | 1.020x | 1.200x | 1.050x |" in text
     assert "nnUNetTrainerMORSE: step time 1.100x, 4.8% over the 1.05x budget" in text
+    assert "| nnUNetTrainerMORSE | 2048 | 1.060x | 7.5 / 119.2 (6.3%) |" in text
     assert "tests/test_cuda.py on a CUDA GPU\n\nNot yet run" in text
 
 

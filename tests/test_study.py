@@ -263,6 +263,16 @@ def test_a_benchmark_study_keeps_its_tables_and_is_run_once(tmp_path):
         load_study(str(folder))
 
 
+def test_a_cuda_study_is_refused_in_one_line_without_cuda(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    study = one_training_study(tmp_path, device="cuda")
+    with pytest.raises(SystemExit) as stop:
+        run.main([study.folder, "-w", str(tmp_path / "work")])
+    assert str(stop.value).startswith(f"nnUNetv2_morse_study: error: {study.folder} runs on cuda, and this machine "
+                                      "has no CUDA GPU")
+    assert not (tmp_path / "work").exists()
+
+
 def test_gpu_evidence_refuses_without_cuda_in_one_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit) as stop:

@@ -476,6 +476,13 @@ def cost_section(study: BenchmarkStudy, markdown_folder: str) -> List[str]:
         budget = over_budget(rows, base["trainer"])
         lines += ["", "Budgets (step, memory <= 1.05x; inference <= 1.10x): "
                   + ("all met." if not budget else "; ".join(budget) + "."), ""]
+        sweeps = [(row["trainer"], t) for row in rows for t in row.get("test_points_sweep") or []]
+        if sweeps:
+            lines += ["One patch's eval forward at several N_test against the coarse U-Net forward:", "",
+                      "| trainer | N_test | time ratio | head GFLOP / U-Net GFLOP |", "| --- | ---: | ---: | ---: |"]
+            lines += [f"| {trainer} | {t['num_test_points']} | {t['ratio']:.3f}x | "
+                      f"{t['head_gflop']:.1f} / {t['unet_gflop']:.1f} ({t['head_gflop'] / t['unet_gflop']:.1%}) |"
+                      for trainer, t in sweeps] + [""]
     return lines
 
 
