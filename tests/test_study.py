@@ -1,31 +1,331 @@
-"""The study command: baseline and MORSE with one schedule and seed, cross-validation scored and compared."""
+"""nnUNetv2_morse_study: study.json validation, the resume logic with nnU-Net's commands stood in for, the generated
+trainers, benchmark studies, the CUDA evidence command's refusal and commands, and one tiny study end to end."""
 import json
 import os
+import shutil
 
+import numpy as np
 import pytest
+import torch
 
-from nnunetv2_morse.evaluation import study
-from nnunetv2_morse.evaluation.study import run_study
+from ledger_files import study_definition, write_finished_run, write_json, write_study
+from nnunetv2_morse.benchmark import initialize_without_data
+from nnunetv2_morse.ledger import gpu, run
+from nnunetv2_morse.ledger.definition import Run, StudyError, load_study
+from nnunetv2_morse.ledger.render import render_results
+from nnunetv2_morse.ledger.run import CommandFailed, Workspace, run_study_folder
+from nnunetv2_morse.ledger.trainers import scheduled_trainer
+from plans import DATASET_JSON, trainer_plans
+from workspace import nnunet_environment
+
+DATASET_FOLDER = "Dataset961_MorseSynthetic"
+HEAD_OFF = "metrics_head_off.json"
+CURVES = {"train_losses": [np.float64(1.0), 0.5], "val_losses": [0.9, 0.6], "mean_fg_dice": [0.2, float("nan")],
+          "ema_fg_dice": [0.2, 0.3], "epoch_start_timestamps": [10.0, 20.0], "epoch_end_timestamps": [15.0, 27.0],
+          "lrs": [0.01, 0.005], "dice_per_class_or_region": [[0.1, 0.3], [0.2, 0.4]], "rend_losses": [0.7, 0.6],
+          "awa_weights": [0.0, 0.05], "not_a_curve": [1]}
 
 
-def test_study_trains_scores_and_compares(tmp_path, monkeypatch):
+class FakeNnUNet:
+    """Stands in for nnU-Net's and the package's commands: keeps each command line and writes what it would."""
+
+    def __init__(self, workspace, fail_on=None):
+        self.workspace, self.fail_on, self.commands = workspace, fail_on, []
+
+    def fold_folder(self, command):
+        trainer = command[command.index("-tr") + 1]
+        model = os.path.join(self.workspace.results, DATASET_FOLDER, f"{trainer}__nnUNetPlans__2d")
+        fold = command[3] if command[0] == "nnUNetv2_train" else command[command.index("-f") + 1]
+        return model, os.path.join(model, f"fold_{fold}")
+
+    def __call__(self, command, environment=None):
+        self.commands.append(" ".join(command))
+        record = {"command": " ".join(command), "environment": environment or {}, "started": "t0", "ended": "t1",
+                  "seconds": 2.0, "returncode": 0}
+        if self.fail_on and self.fail_on in self.commands[-1]:
+            raise CommandFailed({**record, "returncode": 1})
+        if command[0] == "nnUNetv2_train":
+            _, fold = self.fold_folder(command)
+            if "--val" not in command:
+                torch.save({"logging": CURVES}, os.path.join(fold, "checkpoint_final.pth"))
+            write_json({}, os.path.join(fold, "validation", "summary.json"))
+        elif command[0] == "nnUNetv2_morse_evaluate_cv":
+            model, fold = self.fold_folder(command)
+            write_json({"metric_per_case": [], "from": fold}, os.path.join(model, "crossval_boundary_metrics.json"))
+        elif command[0] == "nnUNetv2_morse_test_points":
+            output = command[command.index("-o") + 1]
+            write_json({"metric_per_case": [], "head": "off"}, os.path.join(output, "ntest_0",
+                                                                            "boundary_metrics.json"))
+        return record
+
+
+def two_trainer_study(tmp_path, **fields):
+    return write_study(tmp_path / "results" / "study",
+                       **{"trainers": {"nnUNetTrainer": [0], "nnUNetTrainerMORSE": [0]}, **fields})
+
+
+def one_training_study(tmp_path, **fields):
+    """nnUNetTrainer at seed 0 on fold 0 only."""
+    return two_trainer_study(tmp_path, folds=[0], trainers={"nnUNetTrainer": [0]}, head_off=[], comparisons=[],
+                             **fields)
+
+
+def fold_folder(workspace, study, trainer, fold):
+    folder = os.path.join(workspace.results, DATASET_FOLDER, f"{study.nnunet_trainer(Run(trainer, 0, fold))}"
+                                                             "__nnUNetPlans__2d", f"fold_{fold}")
+    os.makedirs(os.path.join(folder, "validation"), exist_ok=True)
+    return folder
+
+
+def test_resume_skips_finished_runs_continues_interrupted_ones_and_records_trained_ones(tmp_path, capsys):
+    study = two_trainer_study(tmp_path)
+    workspace = Workspace(str(tmp_path / "work"))
+    write_finished_run(study, "nnUNetTrainer", 0, 0, {})
+    torch.save({}, os.path.join(fold_folder(workspace, study, "nnUNetTrainer", 1), "checkpoint_latest.pth"))
+    torch.save({"logging": CURVES}, os.path.join(fold_folder(workspace, study, "nnUNetTrainerMORSE", 0),
+                                                 "checkpoint_final.pth"))
+    done = fold_folder(workspace, study, "nnUNetTrainerMORSE", 1)
+    torch.save({"logging": CURVES}, os.path.join(done, "checkpoint_final.pth"))
+    write_json({}, os.path.join(done, "validation", "summary.json"))
+    fake = FakeNnUNet(workspace)
+    run_study_folder(study.folder, workspace.root, num_processes=1, execute=fake)
+
+    assert "4 trainings: 1 done, 1 to score and record, 1 to validate (--val), 1 to resume (--c)" \
+           in capsys.readouterr().out
+    morse, nnunet = "nnUNetTrainerMORSE_e2i3v1_seed0", "nnUNetTrainer_e2i3v1_seed0"
+    head_off = os.path.join(workspace.results, DATASET_FOLDER, f"{morse}__nnUNetPlans__2d", "fold_{}", "head_off")
+    assert fake.commands == [
+        "nnUNetv2_plan_and_preprocess -d 961 -c 2d --verify_dataset_integrity -np 1",
+        f"nnUNetv2_train 961 2d 0 -tr {morse} -p nnUNetPlans -device cpu --val",
+        f"nnUNetv2_morse_evaluate_cv -d 961 -tr {morse} -c 2d -p nnUNetPlans -f 0 -np 1",
+        f"nnUNetv2_morse_test_points -d 961 -c 2d -tr {morse} -p nnUNetPlans -f 0 --counts 0 -o "
+        f"{head_off.format(0)} -device cpu -np 1",
+        f"nnUNetv2_train 961 2d 1 -tr {nnunet} -p nnUNetPlans -device cpu --c",
+        f"nnUNetv2_morse_evaluate_cv -d 961 -tr {nnunet} -c 2d -p nnUNetPlans -f 1 -np 1",
+        f"nnUNetv2_morse_evaluate_cv -d 961 -tr {morse} -c 2d -p nnUNetPlans -f 1 -np 1",
+        f"nnUNetv2_morse_test_points -d 961 -c 2d -tr {morse} -p nnUNetPlans -f 1 --counts 0 -o "
+        f"{head_off.format(1)} -device cpu -np 1"]
+    ledger = os.path.join(study.folder, "runs", "nnUNetTrainerMORSE", "seed0", "fold_0")
+    with open(os.path.join(ledger, "curves.json")) as f:
+        assert json.load(f) == {**{k: v for k, v in CURVES.items() if k != "not_a_curve"},
+                                "train_losses": [1.0, 0.5], "mean_fg_dice": [0.2, None]}
+    with open(os.path.join(ledger, "metrics_head_off.json")) as f:
+        assert json.load(f)["head"] == "off"
+    with open(os.path.join(ledger, "metrics.json")) as f:
+        assert json.load(f)["from"].endswith(os.path.join(f"{morse}__nnUNetPlans__2d", "fold_0"))
+    with open(os.path.join(ledger, "run.json")) as f:
+        record = json.load(f)
+    assert record["identity"] == study.identity() and record["nnunet_trainer"] == morse
+    assert record["wall_seconds"] == 2.0 and record["training_seconds"] == 12.0 and record["epochs"] == 2
+    assert [c["command"].split()[0] for c in record["commands"]] == [
+        "nnUNetv2_plan_and_preprocess", "nnUNetv2_train", "nnUNetv2_morse_evaluate_cv", "nnUNetv2_morse_test_points"]
+    assert record["versions"]["nnunetv2"] and record["machine"]["cpu_count"] == os.cpu_count()
+    with open(os.path.join(study.folder, "runs", "nnUNetTrainerMORSE", "seed0", "fold_1", "run.json")) as f:
+        assert json.load(f)["wall_seconds"] == 0.0
+    assert not os.path.exists(os.path.join(study.folder, "runs", "nnUNetTrainer", "seed0", "fold_1", HEAD_OFF))
+
+    again = FakeNnUNet(workspace)
+    run_study_folder(study.folder, workspace.root, num_processes=1, execute=again)
+    assert again.commands == [] and "4 trainings: 4 done" in capsys.readouterr().out
+
+
+def test_a_new_training_gets_the_study_environment_and_trains_from_scratch(tmp_path):
+    study = one_training_study(tmp_path, environment={"nnUNet_n_proc_DA": "0"})
+    workspace = Workspace(str(tmp_path / "work"))
+    fake = FakeNnUNet(workspace)
+    fold_folder(workspace, study, "nnUNetTrainer", 0)
+    run_study_folder(study.folder, workspace.root, num_processes=1, execute=fake)
+    assert fake.commands[1] == "nnUNetv2_train 961 2d 0 -tr nnUNetTrainer_e2i3v1_seed0 -p nnUNetPlans -device cpu"
+    with open(os.path.join(study.folder, "runs", "nnUNetTrainer", "seed0", "fold_0", "run.json")) as f:
+        record = json.load(f)
+    assert record["commands"][1]["environment"] == {"nnUNet_n_proc_DA": "0"}
+    assert record["environment_variables"] == {"nnUNet_n_proc_DA": "0"}
+
+
+def test_a_failed_training_keeps_its_command_and_records_nothing(tmp_path):
+    study = one_training_study(tmp_path)
+    workspace = Workspace(str(tmp_path / "work"))
+    with pytest.raises(StudyError, match="nnUNetv2_train 961 2d 0 .* exited with code 1: fix the cause and rerun"):
+        run_study_folder(study.folder, workspace.root, num_processes=1,
+                         execute=FakeNnUNet(workspace, fail_on="nnUNetv2_train"))
+    assert not os.path.exists(os.path.join(study.folder, "runs"))
+    with open(os.path.join(fold_folder(workspace, study, "nnUNetTrainer", 0), "ledger_commands.json")) as f:
+        assert [c["returncode"] for c in json.load(f)] == [1]
+
+
+def test_a_run_recorded_with_another_schedule_is_refused(tmp_path):
+    study = two_trainer_study(tmp_path)
+    write_finished_run(study, "nnUNetTrainer", 0, 0, {})
+    write_study(study.folder, trainers={"nnUNetTrainer": [0], "nnUNetTrainerMORSE": [0]},
+                schedule={"epochs": 5, "iterations_per_epoch": 3, "validation_iterations": 1})
+    with pytest.raises(StudyError, match="fold_0/run.json was recorded with another 'schedule' than"):
+        run_study_folder(study.folder, str(tmp_path / "work"), dry_run=True)
+
+
+def test_a_partly_recorded_run_without_its_checkpoint_is_refused(tmp_path):
+    study = two_trainer_study(tmp_path)
+    os.remove(os.path.join(write_finished_run(study, "nnUNetTrainerMORSE", 0, 1, {}, head_off_values={}), HEAD_OFF))
+    with pytest.raises(StudyError, match="fold_1 lacks metrics_head_off.json and .* does not hold its checkpoint"):
+        run_study_folder(study.folder, str(tmp_path / "work"), dry_run=True)
+
+
+def test_a_work_folder_holding_another_dataset_is_refused(tmp_path):
+    study = two_trainer_study(tmp_path)
+    write_json({"builder": "synthetic", "id": 961, "arguments": {"dim": 3}},
+               str(tmp_path / "work" / "ledger_dataset.json"))
+    with pytest.raises(StudyError, match="holds dataset .* but .*study.json defines"):
+        run_study_folder(study.folder, str(tmp_path / "work"), execute=FakeNnUNet(Workspace(str(tmp_path / "w"))))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("title"), "field 'title' is missing"),
+    (lambda d: d["schedule"].update(epochs=0), "field 'schedule.epochs' must be an integer >= 1, got 0"),
+    (lambda d: d.update(epoch=3), "unknown field 'epoch'"),
+    (lambda d: d["trainers"].update(nnUNetTrainer=[]), "field 'trainers.nnUNetTrainer' must be a non-empty list"),
+    (lambda d: d.update(head_off=["nnUNetTrainerIAR"]), "field 'head_off' names nnUNetTrainerIAR"),
+    (lambda d: d.update(seed=1, trainers={"nnUNetTrainer": [1], "nnUNetTrainerMORSE": [0]}, head_off=[]),
+     "field 'comparisons\\[0\\]' needs nnUNetTrainerMORSE with seed 1"),
+    (lambda d: d["dataset"].update(builder="mnist"), "field 'dataset.builder' must be one of synthetic, boundary"),
+    (lambda d: d["comparisons"][0].pop("models"), "field 'comparisons\\[0\\].models' is missing"),
+    (lambda d: d.update(device="tpu"), "field 'device' must be one of cpu, cuda, mps, got \"tpu\""),
+])
+def test_an_invalid_study_json_is_refused_naming_the_field(tmp_path, change, message):
+    definition = study_definition()
+    change(definition)
+    write_json(definition, str(tmp_path / "study.json"))
+    with pytest.raises(StudyError, match=message):
+        load_study(str(tmp_path))
+
+
+def test_the_command_answers_bad_input_in_one_line(tmp_path):
+    with pytest.raises(SystemExit) as stop:
+        run.main([str(tmp_path)])
+    assert str(stop.value) == (f"nnUNetv2_morse_study: error: no study.json in {tmp_path}: give a study folder such "
+                               "as results/colin27_2d (see results/README.md)")
+    (tmp_path / "study.json").write_text("{")
+    with pytest.raises(SystemExit, match="study.json is not valid JSON"):
+        run.main([str(tmp_path)])
+    study = two_trainer_study(tmp_path)
+    with pytest.raises(SystemExit, match="error: -tr nnUNetTrainerIAR: not in .*its trainers: nnUNetTrainer, "):
+        run.main([study.folder, "-tr", "nnUNetTrainerIAR", "--dry-run"])
+    write_study(study.folder, dataset={"builder": "synthetic", "id": 961, "arguments": {"shapes": [8, 8]}})
+    with pytest.raises(SystemExit, match="field 'dataset.arguments.shapes' is not an argument of the synthetic "
+                                         "builder \\(allowed: name, dim, num_training"):
+        run.main([study.folder, "-w", str(tmp_path / "work")])
+
+
+def test_runs_are_ordered_seed_fold_trainer_and_named_by_schedule_and_seed(tmp_path):
+    study = write_study(tmp_path / "s", trainers={"nnUNetTrainer": [0, 1], "nnUNetTrainerIAR": [0]}, head_off=[],
+                        comparisons=[])
+    assert [(r.seed, r.fold, r.trainer) for r in study.runs()] == [
+        (0, 0, "nnUNetTrainer"), (0, 0, "nnUNetTrainerIAR"), (0, 1, "nnUNetTrainer"), (0, 1, "nnUNetTrainerIAR"),
+        (1, 0, "nnUNetTrainer"), (1, 1, "nnUNetTrainer")]
+    assert study.nnunet_trainer(Run("nnUNetTrainerIAR", 1, 0)) == "nnUNetTrainerIAR_e2i3v1_seed1"
+    assert study.schedule.checkpoint_every == 1
+
+
+def test_scheduled_trainer_has_the_schedule_the_seed_and_frequent_checkpoints(tmp_path):
+    trainer = scheduled_trainer("nnUNetTrainerMORSE", "nnUNetTrainerMORSE_e3i4v2_seed5", 3, 4, 2, 5, 1)
+    assert trainer.__name__ == "nnUNetTrainerMORSE_e3i4v2_seed5"
+    built = []
+    with nnunet_environment(tmp_path):
+        for _ in range(2):
+            built.append(trainer(trainer_plans(2), "cfg", 0, DATASET_JSON, torch.device("cpu")))
+            initialize_without_data(built[-1], 1, 3)
+    assert (built[0].num_epochs, built[0].num_iterations_per_epoch, built[0].num_val_iterations_per_epoch,
+            built[0].save_every) == (3, 4, 2, 1)
+    for a, b in zip(built[0].network.parameters(), built[1].network.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_benchmark_study_keeps_its_tables_and_is_run_once(tmp_path):
+    folder = tmp_path / "results" / "cost" / "cpu_small"
+    write_json({"kind": "benchmark", "title": "small", "arguments": ["--preset", "2d", "--steps", "2"]},
+               str(folder / "study.json"))
+    commands = []
+
+    def benchmark(command, environment=None):
+        commands.append(command)
+        output = command[command.index("--out") + 1]
+        write_json({"rows": []}, os.path.join(output, "benchmark_2d_cpu.json"))
+        (tmp_path / "table.md").write_text("| table |")
+        shutil.copy(tmp_path / "table.md", os.path.join(output, "benchmark_2d_cpu.md"))
+        return {"command": " ".join(command), "seconds": 5.0}
+
+    for _ in range(2):
+        run_study_folder(str(folder), str(tmp_path / "work"), execute=benchmark)
+    assert len(commands) == 1
+    assert commands[0][:8] == ["python", "-m", "nnunetv2_morse.benchmark", "--preset", "2d", "--steps", "2",
+                               "--device"]
+    assert sorted(os.listdir(folder)) == ["benchmark_2d_cpu.json", "benchmark_2d_cpu.md", "run.json", "study.json"]
+    write_json({"kind": "benchmark", "title": "x", "arguments": ["--out", "here"]}, str(folder / "study.json"))
+    with pytest.raises(StudyError, match="field 'arguments' must leave --device, --out"):
+        load_study(str(folder))
+
+
+def test_a_cuda_study_is_refused_in_one_line_without_cuda(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    study = one_training_study(tmp_path, device="cuda")
+    with pytest.raises(SystemExit) as stop:
+        run.main([study.folder, "-w", str(tmp_path / "work")])
+    assert str(stop.value).startswith(f"nnUNetv2_morse_study: error: {study.folder} runs on cuda, and this machine "
+                                      "has no CUDA GPU")
+    assert not (tmp_path / "work").exists()
+
+
+def test_gpu_evidence_refuses_without_cuda_in_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as stop:
+        gpu.main([])
+    assert str(stop.value) == ("nnUNetv2_morse_gpu_evidence: error: no CUDA GPU here (torch.cuda.is_available() is "
+                               "False): run it on a machine with one")
+
+
+def test_gpu_evidence_runs_the_cuda_tests_and_every_cuda_benchmark_study(tmp_path):
+    for name, device in (("cuda_2d_bf16", "cuda"), ("cpu_2d", "cpu"), ("cuda_3d_fullres_fp16", "cuda")):
+        write_json({"kind": "benchmark", "title": name, "device": device, "arguments": ["--preset", "2d"]},
+                   str(tmp_path / "cost" / name / "study.json"))
+    test_command, studies = gpu.plan(str(tmp_path), "/repo")
+    assert test_command == ["python", "-m", "pytest", "/repo/tests/test_cuda.py", "-v", "-rs",
+                            f"--junitxml={tmp_path}/cost/cuda_tests/junit.xml"]
+    assert studies == [str(tmp_path / "cost" / "cuda_2d_bf16"), str(tmp_path / "cost" / "cuda_3d_fullres_fp16")]
+    (tmp_path / "junit.xml").write_text('<testsuites><testsuite tests="5" failures="1" errors="0" skipped="2"/>'
+                                        '<testsuite tests="3" failures="0" errors="1" skipped="0"/></testsuites>')
+    assert gpu.junit_counts(str(tmp_path / "junit.xml")) == {"passed": 4, "failed": 1, "errors": 1, "skipped": 2,
+                                                             "tests": 8}
+
+
+def test_the_ledgers_studies_are_valid(monkeypatch):
+    """Every study.json in the repository's results/ loads, and its dataset arguments are its builder's."""
+    from nnunetv2_morse.ledger.datasets import check_arguments
+    from nnunetv2_morse.ledger.definition import TrainingStudy, find_studies
+    folders = find_studies(os.path.join(gpu.REPOSITORY, "results"))
+    assert folders
+    for folder in folders:
+        study = load_study(folder)
+        if isinstance(study, TrainingStudy):
+            check_arguments(study.dataset, folder)
+
+
+def test_a_tiny_study_end_to_end_through_nnunet_commands(tmp_path, monkeypatch, capsys):
+    """Synthetic 2D, 1 epoch of 2 iterations, fold 0, nnUNetTrainer and MORSE (head off too), then RESULTS.md."""
     monkeypatch.delenv("nnUNet_n_proc_DA", raising=False)
-    markdown = run_study("synthetic2d", "cpu", str(tmp_path), ["nnUNetTrainer", "nnUNetTrainerMORSE"], folds=[0, 1],
-                         device="cpu", seed=0, dataset_id=931, schedule=(1, 2, 1))
-    assert os.path.isfile(markdown)
-    with open(markdown.replace(".md", ".json")) as f:
-        comparison = json.load(f)
-    assert "nnUNetTrainerMORSE" in json.dumps(comparison)
-    with open(tmp_path / "comparison.png", "rb") as f:
-        assert f.read(4) == b"\x89PNG"
-    results = tmp_path / "nnUNet_results" / "Dataset931_Studysynthetic2d"
-    for trainer in ("nnUNetTrainer_study", "nnUNetTrainerMORSE_study"):
-        assert (results / f"{trainer}__nnUNetPlans__2d" / "crossval_boundary_metrics.json").is_file()
-
-
-def test_study_refuses_a_single_trainer_before_building_anything(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        study.main(["--trainers", "nnUNetTrainerMORSE", "--workdir", str(tmp_path / "study")])
-    assert exit_info.value.code == 2
-    assert "--trainers needs at least two" in capsys.readouterr().err
-    assert not (tmp_path / "study").exists()
+    study = write_study(tmp_path / "results" / "tiny", folds=[0],
+                        schedule={"epochs": 1, "iterations_per_epoch": 2, "validation_iterations": 1},
+                        trainers={"nnUNetTrainer": [0], "nnUNetTrainerMORSE": [0]},
+                        environment={"nnUNet_n_proc_DA": "0", "nnUNet_compile": "0"})
+    run_study_folder(study.folder, num_processes=1)
+    for trainer, files in (("nnUNetTrainer", ["curves.json", "metrics.json", "run.json"]),
+                           ("nnUNetTrainerMORSE", ["curves.json", "metrics.json", HEAD_OFF, "run.json"])):
+        ledger = os.path.join(study.folder, "runs", trainer, "seed0", "fold_0")
+        assert sorted(os.listdir(ledger)) == files
+        with open(os.path.join(ledger, "metrics.json")) as f:
+            assert len(json.load(f)["metric_per_case"]) == 2
+    with open(os.path.join(study.folder, "runs", "nnUNetTrainerMORSE", "seed0", "fold_0", "curves.json")) as f:
+        curves = json.load(f)
+    assert len(curves["train_losses"]) == len(curves["rend_losses"]) == 1
+    assert os.path.isdir(tmp_path / "results" / ".work" / "tiny" / "nnUNet_results")
+    render_results(str(tmp_path / "results"), str(tmp_path / "RESULTS.md"), 99)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "- nnUNetTrainerMORSE: 2 cases of folds 0 paired with the baseline nnUNetTrainer (seed 0)" in text
+    assert "| nnUNetTrainerMORSE | Dice |" in text.split("What the head adds")[1]

@@ -1,0 +1,112 @@
+"""Everything the ledger measures on CUDA, in one command, on a machine with a CUDA GPU:
+
+    nnUNetv2_morse_gpu_evidence                 # from a checkout of the repository; then commit results/
+
+1. tests/test_cuda.py (every trainer of the family compiled, fp16 and bf16, 2D and 3D): JUnit XML and a summary
+   into results/cost/cuda_tests/;
+2. every benchmark study of the ledger whose device is cuda (results/cost/cuda_*: fp16, bf16, torch.compile on and
+   off; 3d_fullres, 2d, ResEnc), each through nnUNetv2_morse_study, finished ones skipped.
+Refuses with one line where CUDA is absent.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import xml.etree.ElementTree as ElementTree
+from typing import List, Optional, Sequence, Tuple
+
+CUDA_TESTS_FOLDER = os.path.join("cost", "cuda_tests")
+CUDA_TESTS_SUMMARY = "summary.json"
+JUNIT_FILE = "junit.xml"
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def cuda_test_command(repository: str, junit_file: str) -> List[str]:
+    return ["python", "-m", "pytest", os.path.join(repository, "tests", "test_cuda.py"), "-v", "-rs",
+            f"--junitxml={junit_file}"]
+
+
+def cuda_studies(results_folder: str) -> List[str]:
+    """The benchmark studies of the ledger that run on cuda."""
+    from nnunetv2_morse.ledger.definition import BenchmarkStudy, find_studies, load_study
+    return [folder for folder in find_studies(results_folder)
+            if isinstance(study := load_study(folder), BenchmarkStudy) and study.device == "cuda"]
+
+
+def junit_counts(junit_file: str) -> dict:
+    """passed, failed, errors, skipped (and tests) summed over the JUnit XML's test suites."""
+    root = ElementTree.parse(junit_file).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    counts = {key: sum(int(s.get(key, 0)) for s in suites) for key in ("tests", "failures", "errors", "skipped")}
+    return {"passed": counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"],
+            "failed": counts["failures"], "errors": counts["errors"], "skipped": counts["skipped"],
+            "tests": counts["tests"]}
+
+
+def plan(results_folder: str, repository: str) -> Tuple[List[str], List[str]]:
+    """The test command and the CUDA benchmark study folders, in the order they run."""
+    junit = os.path.join(results_folder, CUDA_TESTS_FOLDER, JUNIT_FILE)
+    return cuda_test_command(repository, junit), cuda_studies(results_folder)
+
+
+def run_tests(command: List[str], results_folder: str) -> bool:
+    """Runs the CUDA tests and writes their summary; True if none failed."""
+    from nnunetv2_morse.ledger import records
+    from nnunetv2_morse.ledger.run import CommandFailed, CommandRunner
+
+    folder = os.path.join(results_folder, CUDA_TESTS_FOLDER)
+    os.makedirs(folder, exist_ok=True)
+    try:
+        record = CommandRunner({})(command)
+    except CommandFailed as failure:
+        record = failure.record
+    junit = os.path.join(folder, JUNIT_FILE)
+    if not os.path.isfile(junit):
+        raise RuntimeError(f"pytest wrote no {junit} (exit code {record['returncode']})")
+    counts = junit_counts(junit)
+    records.write_json({**counts, "command": record["command"], "returncode": record["returncode"],
+                        "seconds": record["seconds"], "junit": JUNIT_FILE, "recorded": records.now(),
+                        **records.environment_record()}, os.path.join(folder, CUDA_TESTS_SUMMARY))
+    print(f"tests/test_cuda.py: {counts['passed']} passed, {counts['failed']} failed, {counts['errors']} errors, "
+          f"{counts['skipped']} skipped", flush=True)
+    return counts["failed"] == 0 and counts["errors"] == 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="nnUNetv2_morse_gpu_evidence", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("-i", dest="results", default=os.path.join(REPOSITORY, "results"), help="the ledger folder")
+    parser.add_argument("--skip-tests", action="store_true", help="run the CUDA benchmark studies only")
+    parser.add_argument("--dry-run", action="store_true", help="print what would run and stop")
+    args = parser.parse_args(argv)
+    import torch
+
+    from nnunetv2_morse.ledger.definition import StudyError
+    from nnunetv2_morse.ledger.run import run_study_folder
+
+    if not torch.cuda.is_available():
+        sys.exit("nnUNetv2_morse_gpu_evidence: error: no CUDA GPU here (torch.cuda.is_available() is False): run it "
+                 "on a machine with one")
+    test_command, studies = plan(args.results, REPOSITORY)
+    if not os.path.isfile(test_command[3]):
+        sys.exit(f"nnUNetv2_morse_gpu_evidence: error: {test_command[3]} not found: run it from a checkout of the "
+                 "repository")
+    print(f"CUDA evidence on {torch.cuda.get_device_name(0)}:\n  {' '.join(test_command)}\n"
+          + "".join(f"  nnUNetv2_morse_study {folder}\n" for folder in studies), flush=True)
+    if args.dry_run:
+        return
+    tests_passed = args.skip_tests or run_tests(test_command, args.results)
+    try:
+        for folder in studies:
+            run_study_folder(folder)
+    except StudyError as error:
+        sys.exit(f"nnUNetv2_morse_gpu_evidence: error: {error}")
+    if not tests_passed:
+        sys.exit("nnUNetv2_morse_gpu_evidence: tests/test_cuda.py had failures (see its JUnit XML); the benchmark "
+                 "tables were written")
+    print(f"Done: commit {args.results} and render RESULTS.md with nnUNetv2_morse_results")
+
+
+if __name__ == "__main__":
+    main()

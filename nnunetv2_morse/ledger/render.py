@@ -1,0 +1,558 @@
+"""Renders RESULTS.md and its figures from the ledger alone: every study's definition and run records, the per-case
+metric reports of every finished fold, the training curves, and the benchmark tables.
+
+    nnUNetv2_morse_results                          # results/ -> RESULTS.md and results/figures/*.png
+    nnUNetv2_morse_results -i results -o RESULTS.md
+
+Per study and comparison: mean and median per trainer of Dice, HD95, ASSD and NSD per class and for the per-case
+foreground mean, the paired per-case difference (model - baseline) with a bootstrap 95% confidence interval, the
+Wilcoxon signed-rank p and the Benjamini-Hochberg p over classes x metrics, beside the noise floor (the same trainer
+with another seed); MORSE models with the head on against off; learning curves; the benchmarks' cost ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from nnunetv2_morse.ledger.definition import (BenchmarkStudy, Run, StudyError, TrainingStudy, find_studies, load_study,
+                                              recorded_identity_mismatch)
+from nnunetv2_morse.ledger.gpu import CUDA_TESTS_FOLDER, CUDA_TESTS_SUMMARY
+from nnunetv2_morse.ledger.records import read_json, write_text
+from nnunetv2_morse.ledger.run import CURVES_FILE, HEAD_OFF_FILE, METRICS_FILE, RECORD_FILE
+
+METRICS = ("Dice", "HD95", "ASSD", "NSD")
+DISTANCES = ("HD95", "ASSD")
+HIGHER_IS_BETTER = {"Dice": True, "HD95": False, "ASSD": False, "NSD": True}
+FOREGROUND_MEAN = "foreground mean"
+CONVENTION_KEYS = ("classes", "empty_case_rule", "ignore_label", "empty", "tolerance_mm")
+FIGURES_FOLDER = "figures"
+LEVELLING_SHARE = 0.2
+LEVELLED_OFF = 0.01
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+class ComparisonRefused(StudyError):
+    """Two sides that cannot be paired as they stand (other cases, classes or scoring conventions)."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One side of a comparison: a trainer at a seed, scored refined or with the head off, over its finished folds.
+    values[case][class][metric] (NaN where the report has none)."""
+    label: str
+    folds: Tuple[int, ...]
+    case_folds: Mapping[str, int]
+    classes: Tuple[str, ...]
+    conventions: Mapping[str, Any]
+    values: Mapping[str, Mapping[str, Mapping[str, float]]]
+
+    def array(self, cases: Sequence[str], class_name: str, metric: str) -> np.ndarray:
+        """(len(cases),) values; FOREGROUND_MEAN is the per-case mean over the classes with a value."""
+        if class_name != FOREGROUND_MEAN:
+            return np.array([self.values[c][class_name][metric] for c in cases], dtype=float)
+        per_class = np.array([[self.values[c][k][metric] for k in self.classes] for c in cases], dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(per_class, axis=1) if per_class.size else np.zeros(0)
+
+
+def _value(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def arm_label(trainer: str, seed: int, head_off: bool = False) -> str:
+    return f"{trainer} seed {seed}" + (" head off" if head_off else "")
+
+
+def load_arm(study: TrainingStudy, trainer: str, seed: int, head_off: bool = False) -> Optional[Arm]:
+    """The arm from the finished runs' reports (a run counts once its run.json exists); None if none finished."""
+    label = arm_label(trainer, seed, head_off)
+    folds, case_folds, values, classes, conventions = [], {}, {}, (), None
+    for fold in study.folds:
+        folder = os.path.join(study.folder, Run(trainer, seed, fold).folder)
+        if not os.path.isfile(os.path.join(folder, RECORD_FILE)):
+            continue
+        report = read_json(os.path.join(folder, HEAD_OFF_FILE if head_off else METRICS_FILE))
+        fold_conventions = {key: report[key] for key in CONVENTION_KEYS if key in report}
+        if conventions is None:
+            conventions, classes = fold_conventions, tuple(report["classes"])
+        elif fold_conventions != conventions:
+            differing = next(k for k in CONVENTION_KEYS if fold_conventions.get(k) != conventions.get(k))
+            raise ComparisonRefused(f"{label}: fold {fold}'s report has another '{differing}' than fold {folds[0]}'s")
+        for entry in report["metric_per_case"]:
+            case = entry["case"]
+            if case in case_folds:
+                raise ComparisonRefused(f"{label}: case {case} is validated in fold {case_folds[case]} and {fold}")
+            case_folds[case] = fold
+            values[case] = {c: {m: _value(entry["metrics"].get(c, {}).get(m)) for m in METRICS} for c in classes}
+        folds.append(fold)
+    if not folds:
+        return None
+    return Arm(label, tuple(folds), case_folds, classes, conventions, values)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One class and metric of a paired comparison."""
+    class_name: str
+    metric: str
+    baseline: Any
+    model: Any
+    difference: Any
+    p_adjusted: float
+
+
+@dataclass(frozen=True)
+class Paired:
+    """model against baseline over the cases of the folds both have finished; rows per class (and foreground mean)
+    and metric, BH-corrected over all of them; differences[class][metric] for the figure."""
+    baseline: str
+    model: str
+    folds: Tuple[int, ...]
+    num_cases: int
+    rows: Tuple[Row, ...]
+    differences: Mapping[str, Mapping[str, List[float]]]
+
+    def row(self, class_name: str, metric: str) -> Row:
+        return next(r for r in self.rows if r.class_name == class_name and r.metric == metric)
+
+
+def compare_arms(baseline: Arm, model: Arm, resamples: int) -> Paired:
+    """Paired statistics of model - baseline; ComparisonRefused if the two cannot be paired."""
+    from nnunetv2_morse.ledger import statistics
+
+    for key in CONVENTION_KEYS:
+        if baseline.conventions.get(key) != model.conventions.get(key):
+            raise ComparisonRefused(f"{model.label} and {baseline.label} were scored with different '{key}'")
+    folds = tuple(f for f in baseline.folds if f in model.folds)
+    cases = [c for c, f in baseline.case_folds.items() if f in folds]
+    model_cases = {c for c, f in model.case_folds.items() if f in folds}
+    if set(cases) != model_cases:
+        different = sorted(set(cases) ^ model_cases)
+        raise ComparisonRefused(f"{model.label} and {baseline.label} validate different cases in folds "
+                                f"{_list(folds)} ({len(different)}, e.g. {different[0]})")
+    rows, differences = [], {}
+    for class_name in (*baseline.classes, FOREGROUND_MEAN):
+        differences[class_name] = {}
+        for metric in METRICS:
+            b, m = baseline.array(cases, class_name, metric), model.array(cases, class_name, metric)
+            both = np.isfinite(b) & np.isfinite(m)
+            differences[class_name][metric] = (m[both] - b[both]).tolist()
+            rows.append((class_name, metric, statistics.summary(b[both]), statistics.summary(m[both]),
+                         statistics.paired_difference(b, m, resamples)))
+    adjusted = statistics.benjamini_hochberg([r[4].p_value for r in rows])
+    return Paired(baseline.label, model.label, folds, len(cases),
+                  tuple(Row(*r, float(p)) for r, p in zip(rows, adjusted)), differences)
+
+
+def _list(numbers: Sequence[int]) -> str:
+    return ", ".join(map(str, numbers))
+
+
+def _number(metric: str, value: float, signed: bool = False) -> str:
+    if not np.isfinite(value):
+        return "–"
+    digits = 2 if metric in DISTANCES else 4
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _p(value: float) -> str:
+    return "–" if not np.isfinite(value) else f"{value:.3g}"
+
+
+def _wilcoxon(d: Any) -> str:
+    """p, with the smallest p its number of nonzero differences k can reach (2 / 2^k) when that is above 0.05."""
+    if d.count and not d.nonzero:
+        return "1 (all differences 0)"
+    reachable = 2.0 / 2 ** d.nonzero if d.nonzero else float("nan")
+    return _p(d.p_value) + (f" (min {reachable:.2g})" if reachable > 0.05 else "")
+
+
+def _difference(metric: str, d: Any) -> str:
+    """'+0.0123 [-0.0010, +0.0250]'."""
+    interval = (f" [{_number(metric, d.low, True)}, {_number(metric, d.high, True)}]"
+                + (" (percentile)" if d.interval == "percentile" else "") if np.isfinite(d.low) else "")
+    return _number(metric, d.mean, True) + interval
+
+
+def _mean_median(metric: str, s: Any) -> str:
+    return f"{_number(metric, s.mean)} / {_number(metric, s.median)}"
+
+
+def _noise(noise: Optional[Paired], class_name: str, metric: str) -> str:
+    if noise is None:
+        return "–"
+    d = noise.row(class_name, metric).difference
+    return f"{_difference(metric, d)} (n {d.count})"
+
+
+def _metric_label(metric: str) -> str:
+    better = "higher" if HIGHER_IS_BETTER[metric] else "lower"
+    return f"{metric}{' (mm)' if metric in DISTANCES else ''}, {better} is better"
+
+
+def paired_table(pairs: Sequence[Tuple[str, Paired, Optional[Paired], Optional[Paired]]],
+                 class_names: Sequence[str], key: str, with_noise: bool = True) -> List[str]:
+    """Markdown table, one row per (entry, class, metric); each entry is (name, paired, noise of the baseline,
+    noise of the model); key names the first column ('model' or 'class')."""
+    noise_header, noise_rule = (" noise: baseline | noise: model |", " ---: | ---: |") if with_noise else ("", "")
+    lines = [f"| {key} | metric | baseline mean / median | model mean / median | n | model − baseline [95% CI] | "
+             "p | p (BH) |" + noise_header, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |" + noise_rule]
+    for name, paired, baseline_noise, model_noise in pairs:
+        for class_name in class_names:
+            for metric in METRICS:
+                r = paired.row(class_name, metric)
+                noise = (f" {_noise(baseline_noise, class_name, metric)} | {_noise(model_noise, class_name, metric)} |"
+                         if with_noise else "")
+                lines.append(f"| {name if key == 'model' else class_name} | {metric} | "
+                             f"{_mean_median(metric, r.baseline)} | {_mean_median(metric, r.model)} | "
+                             f"{r.difference.count} | {_difference(metric, r.difference)} | "
+                             f"{_wilcoxon(r.difference)} | {_p(r.p_adjusted)} |" + noise)
+    return lines
+
+
+class StudyRenderer:
+    """The Markdown section of one training study and its figures."""
+
+    def __init__(self, study: TrainingStudy, figures: str, markdown_folder: str, resamples: int):
+        self.study, self.figures, self.markdown_folder, self.resamples = study, figures, markdown_folder, resamples
+        self.arms: Dict[Tuple[str, int, bool], Optional[Arm]] = {}
+        self.shown_folder = os.path.relpath(os.path.abspath(study.folder), markdown_folder)
+
+    def arm(self, trainer: str, seed: int, head_off: bool = False) -> Optional[Arm]:
+        key = (trainer, seed, head_off)
+        if key not in self.arms:
+            self.arms[key] = load_arm(self.study, trainer, seed, head_off)
+        return self.arms[key]
+
+    def noise(self, trainer: str) -> Optional[Paired]:
+        """The trainer at its first other seed against the comparison seed, or None."""
+        others = [s for s in self.study.seeds_of(trainer) if s != self.study.seed]
+        if not others:
+            return None
+        reference, other = self.arm(trainer, self.study.seed), self.arm(trainer, others[0])
+        return None if reference is None or other is None else compare_arms(reference, other, self.resamples)
+
+    def figure_link(self, name: str, caption: str) -> str:
+        path = os.path.join(self.figures, name)
+        return f"![{caption}]({os.path.relpath(path, self.markdown_folder)})"
+
+    def render(self) -> List[str]:
+        study = self.study
+        lines = [f"## {study.title} (`{self.shown_folder}`)", ""]
+        if study.description:
+            lines += [study.description, ""]
+        lines += self.definition_table(self.records()) + [""] + self.runs_table() + [""]
+        for index, comparison in enumerate(study.comparisons):
+            lines += self.comparison(index, comparison.title, comparison.baseline, comparison.models)
+        if study.head_off:
+            lines += self.head_off_section()
+        return lines
+
+    def records(self) -> List[dict]:
+        """The run records of the finished runs; StudyError for one recorded under another definition."""
+        found = []
+        for run in self.study.runs():
+            path = os.path.join(self.study.folder, run.folder, RECORD_FILE)
+            if os.path.isfile(path):
+                found.append(read_json(path))
+                mismatch = recorded_identity_mismatch(found[-1].get("identity", {}), self.study)
+                if mismatch:
+                    raise StudyError(f"{path} was recorded with another '{mismatch}' than its study.json says: "
+                                     "restore the definition, or move the study's runs/ folder away")
+        return found
+
+    def definition_table(self, recorded: Sequence[dict]) -> List[str]:
+        study, s = self.study, self.study.schedule
+        versions = sorted({", ".join(f"{k} {v}" for k, v in r["versions"].items() if v)
+                           + (f" (package commit {r['package_commit']})" if r.get("package_commit") else "")
+                           for r in recorded})
+        machines = sorted({f"{r['machine']['platform']}, {r['machine']['cpu_count']} CPUs"
+                           + (f", {r['machine']['gpu']}" if r['machine'].get('gpu') else "") for r in recorded})
+        devices = sorted({r["device"] for r in recorded})
+        seeds = sorted({seed for _, trainer_seeds in study.trainers for seed in trainer_seeds})
+        rows = [("dataset", f"builder `{study.dataset.builder}`, id {study.dataset.id}, arguments "
+                            f"`{study.dataset.arguments_json}`"),
+                ("configuration", f"{study.configuration} (nnUNetPlans)"),
+                ("folds", _list(study.folds)),
+                ("schedule", f"{s.epochs} epochs x {s.iterations_per_epoch} iterations ({s.validation_iterations} "
+                             "validation iterations per epoch)"),
+                ("seeds", f"comparisons at seed {study.seed}; noise floor from seed(s) "
+                          f"{_list([x for x in seeds if x != study.seed]) or 'none'}"),
+                ("environment", ", ".join(f"`{k}={v}`" for k, v in study.environment) or "–"),
+                ("device", f"defined {study.device}; trained on {', '.join(devices) or '–'}"),
+                ("trainings finished", f"{len(recorded)} of {len(study.runs())}"),
+                ("versions", "; ".join(versions) or "–"),
+                ("machines", "; ".join(machines) or "–"),
+                ("how the schedule was chosen", study.sizing or "–")]
+        return ["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in rows]
+
+    def runs_table(self) -> List[str]:
+        lines = [f"| trainer | seed | folds finished | wall time per training (min, median [range]) | epochs | "
+                 f"final pseudo-Dice (EMA, mean over folds) | its change over the last {LEVELLING_SHARE:.0%} of "
+                 "epochs |", "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+        unlevelled = []
+        for trainer, seeds in self.study.trainers:
+            for seed in seeds:
+                finished, minutes, finals, changes, epochs = [], [], [], [], set()
+                for fold in self.study.folds:
+                    folder = os.path.join(self.study.folder, Run(trainer, seed, fold).folder)
+                    if not os.path.isfile(os.path.join(folder, RECORD_FILE)):
+                        continue
+                    finished.append(fold)
+                    minutes.append(read_json(os.path.join(folder, RECORD_FILE))["wall_seconds"] / 60)
+                    ema = [v for v in read_json(os.path.join(folder, CURVES_FILE)).get("ema_fg_dice", [])
+                           if v is not None]
+                    epochs.add(len(ema))
+                    if ema:
+                        back = max(1, round(LEVELLING_SHARE * len(ema)))
+                        finals.append(ema[-1])
+                        changes.append(ema[-1] - ema[max(0, len(ema) - 1 - back)])
+                wall = (f"{np.median(minutes):.1f} [{min(minutes):.1f}, {max(minutes):.1f}]" if minutes else "–")
+                lines.append(f"| {trainer} | {seed} | {_list(finished) or 'none'} | {wall} | "
+                             f"{_list(sorted(epochs)) or '–'} | {_number('Dice', np.mean(finals) if finals else np.nan)}"
+                             f" | {_number('Dice', np.mean(changes) if changes else np.nan, True)} |")
+                if changes and np.mean(changes) > LEVELLED_OFF and any(trainer == c.baseline
+                                                                       for c in self.study.comparisons):
+                    unlevelled.append(f"**{trainer} (seed {seed}) has not levelled off**: its pseudo-Dice (EMA) still "
+                                     f"rose by {np.mean(changes):+.4f} over the last {LEVELLING_SHARE:.0%} of epochs "
+                                     f"(more than {LEVELLED_OFF}); the schedule may be too short for this comparison.")
+        return lines + [""] + unlevelled
+
+    def comparison(self, index: int, title: str, baseline: str, models: Sequence[str]) -> List[str]:
+        lines = [f"### {title}", ""]
+        base_arm = self.arm(baseline, self.study.seed)
+        entries, notes = [], []
+        for model in models:
+            model_arm = self.arm(model, self.study.seed)
+            if base_arm is None or model_arm is None:
+                notes.append(f"{model} vs {baseline}: not yet run (no finished fold of "
+                             f"{baseline if base_arm is None else model} at seed {self.study.seed}).")
+                continue
+            try:
+                paired = compare_arms(base_arm, model_arm, self.resamples)
+                entries.append((model, paired, self.noise(baseline), self.noise(model)))
+            except ComparisonRefused as refusal:
+                notes.append(f"{model} vs {baseline}: **not compared**: {refusal}.")
+        lines += [f"- {n}" for n in notes] + ([""] if notes else [])
+        if not entries:
+            return lines
+        lines += self.paired_sections(entries, f"baseline {baseline} (seed {self.study.seed})")
+        slug = f"{self.study.name}_{index + 1}"
+        self.plot_differences(entries, baseline, slug + "_differences.png")
+        self.plot_curves([baseline] + [e[0] for e in entries], slug + "_curves.png")
+        lines += [self.figure_link(slug + "_differences.png", f"{title}: paired differences"), "",
+                  self.figure_link(slug + "_curves.png", f"{title}: learning curves"), ""]
+        return lines
+
+    def paired_sections(self, entries: Sequence[tuple], baseline_text: str, with_noise: bool = True) -> List[str]:
+        lines = []
+        for name, paired, _, _ in entries:
+            folds = paired.folds
+            preliminary = "" if len(folds) == len(self.study.folds) else " (**preliminary**: not all folds finished)"
+            lines.append(f"- {name}: {paired.num_cases} cases of folds {_list(folds)} paired with the "
+                         f"{baseline_text}{preliminary}.")
+        lines += ["", "Foreground mean (per case, the mean over the classes):", ""]
+        lines += paired_table(entries, [FOREGROUND_MEAN], "model", with_noise) + [""]
+        for name, paired, baseline_noise, model_noise in entries:
+            classes = [r.class_name for r in paired.rows if r.metric == METRICS[0]]
+            lines += [f"<details><summary>{name}: per class</summary>", ""]
+            lines += paired_table([(name, paired, baseline_noise, model_noise)], classes, "class", with_noise)
+            lines += ["", "</details>", ""]
+        return lines
+
+    def head_off_section(self) -> List[str]:
+        lines = [f"### {self.study.head_off_title}, seed {self.study.seed}", "",
+                 "The same models, paired per case: here the 'baseline' is the model with its head off and the "
+                 "difference is head on − head off, so it isolates the rendering head from what its loss did to the "
+                 "U-Net.", ""]
+        entries = []
+        for trainer in self.study.head_off:
+            on, off = self.arm(trainer, self.study.seed), self.arm(trainer, self.study.seed, head_off=True)
+            if on is None or off is None:
+                lines.append(f"- {trainer}: not yet run.")
+                continue
+            try:
+                entries.append((trainer, compare_arms(off, on, self.resamples), None, None))
+            except ComparisonRefused as refusal:
+                lines.append(f"- {trainer}: **not compared**: {refusal}.")
+        if entries:
+            lines += self.paired_sections(entries, "same model with its head off", with_noise=False)
+            name = f"{self.study.name}_head_off.png"
+            self.plot_differences(entries, "head off", name)
+            lines += [self.figure_link(name, "head on - head off"), ""]
+        return lines + [""]
+
+    def plot_differences(self, entries: Sequence[tuple], baseline: str, name: str) -> None:
+        """compare.plot_differences on the pairs' per-case differences (missing values left out)."""
+        from nnunetv2_morse.evaluation.compare import plot_differences
+        first = entries[0][1]
+        classes = [r.class_name for r in first.rows if r.metric == METRICS[0] and r.class_name != FOREGROUND_MEAN]
+        comparison = {"baseline": baseline, "num_cases": first.num_cases, "classes": classes + [FOREGROUND_MEAN],
+                      "comparisons": {model: {c: {m: {"differences": paired.differences[c][m]} for m in METRICS}
+                                              for c in classes} for model, paired, _, _ in entries}}
+        os.makedirs(self.figures, exist_ok=True)
+        plot_differences(comparison, os.path.join(self.figures, name))
+
+    def plot_curves(self, trainers: Sequence[str], name: str) -> None:
+        """pseudo-Dice (EMA), train and validation loss, rendering loss and lambda_t per epoch; one line per run,
+        colour per trainer, dashed for seeds other than the comparison seed."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
+
+        figure, axes = plt.subplots(2, 2, figsize=(13, 9))
+        panels = (("ema_fg_dice", "pseudo-Dice (EMA)"), ("train_losses", "train loss"),
+                  ("val_losses", "validation loss"), ("rend_losses", "rendering loss L_rend (dotted: lambda_t)"))
+        handles = []
+        for index, trainer in enumerate(trainers):
+            colour = COLOURS[index % len(COLOURS)]
+            handles.append(Line2D([], [], color=colour, label=trainer))
+            for seed in self.study.seeds_of(trainer):
+                for fold in self.study.folds:
+                    path = os.path.join(self.study.folder, Run(trainer, seed, fold).folder, CURVES_FILE)
+                    if not os.path.isfile(path):
+                        continue
+                    curves = read_json(path)
+                    style = "-" if seed == self.study.seed else "--"
+                    for axis, (key, _) in zip(axes.flat, panels):
+                        values = np.array([np.nan if v is None else v for v in curves.get(key, [])], dtype=float)
+                        axis.plot(np.arange(values.size), values, style, color=colour, alpha=0.6, linewidth=1,
+                                  marker="." if values.size < 20 else None)
+                    weights = np.array(curves.get("awa_weights", []), dtype=float)
+                    if weights.size:
+                        axes.flat[3].plot(np.arange(weights.size), weights, ":", color=colour, alpha=0.6)
+        for axis, (_, title) in zip(axes.flat, panels):
+            axis.set_title(title)
+            axis.set_xlabel("epoch")
+            axis.grid(alpha=0.3)
+        figure.legend(handles=handles + [Line2D([], [], color="black", linestyle="--",
+                                                label="another seed")],
+                      loc="lower center", ncol=min(len(handles) + 1, 5), frameon=False)
+        figure.suptitle(f"{self.study.title}: learning curves (one line per fold)")
+        figure.tight_layout(rect=(0, 0.05, 1, 1))
+        os.makedirs(self.figures, exist_ok=True)
+        figure.savefig(os.path.join(self.figures, name), dpi=100)
+        plt.close(figure)
+
+
+def cost_section(study: BenchmarkStudy, markdown_folder: str) -> List[str]:
+    """The benchmark tables of one benchmark study as ratios against their first trainer."""
+    from nnunetv2_morse.benchmark import over_budget
+
+    lines = [f"### {study.title}", ""] + ([study.description, ""] if study.description else [])
+    record_file = os.path.join(study.folder, RECORD_FILE)
+    if not os.path.isfile(record_file):
+        command = ("nnUNetv2_morse_gpu_evidence" if study.device == "cuda"
+                   else f"nnUNetv2_morse_study {os.path.relpath(os.path.abspath(study.folder), markdown_folder)}")
+        return lines + [f"Not yet measured: `{command}`.", ""]
+    record = read_json(record_file)
+    machine = record["machine"]
+    lines += [f"`{record['commands'][0]['command']}`; {machine['platform']}, {machine['cpu_count']} CPUs"
+              + (f", {machine['gpu']}" if machine.get("gpu") else "") + f"; recorded {record['recorded']}.", ""]
+    for name in record["files"]:
+        if not name.endswith(".json"):
+            continue
+        table = read_json(os.path.join(study.folder, name))
+        rows = table["rows"]
+        base = rows[0]
+        lines += [table["header"], "",
+                  "| trainer | step | peak memory | saved for backward | inference / case |",
+                  "| --- | ---: | ---: | ---: | ---: |",
+                  f"| {base['trainer']} | {base['step_s']:.3f} s | {base['peak_memory_mb']:.0f} MiB | "
+                  f"{base['saved_for_backward_mb']:.0f} MiB | {base['inference_s']:.3f} s |"]
+        for row in rows[1:]:
+            lines.append(f"| {row['trainer']} | " + " | ".join(
+                f"{row[key] / base[key]:.3f}x" for key in ("step_s", "peak_memory_mb", "saved_for_backward_mb",
+                                                           "inference_s")) + " |")
+        budget = over_budget(rows, base["trainer"])
+        lines += ["", "Budgets (step, memory <= 1.05x; inference <= 1.10x): "
+                  + ("all met." if not budget else "; ".join(budget) + "."), ""]
+        sweeps = [(row["trainer"], t) for row in rows for t in row.get("test_points_sweep") or []]
+        if sweeps:
+            lines += ["One patch's eval forward at several N_test against the coarse U-Net forward:", "",
+                      "| trainer | N_test | time ratio | head GFLOP / U-Net GFLOP |", "| --- | ---: | ---: | ---: |"]
+            lines += [f"| {trainer} | {t['num_test_points']} | {t['ratio']:.3f}x | "
+                      f"{t['head_gflop']:.1f} / {t['unet_gflop']:.1f} ({t['head_gflop'] / t['unet_gflop']:.1%}) |"
+                      for trainer, t in sweeps] + [""]
+    return lines
+
+
+def cuda_tests_section(results_folder: str) -> List[str]:
+    path = os.path.join(results_folder, CUDA_TESTS_FOLDER, CUDA_TESTS_SUMMARY)
+    lines = ["### tests/test_cuda.py on a CUDA GPU", ""]
+    if not os.path.isfile(path):
+        return lines + ["Not yet run: `nnUNetv2_morse_gpu_evidence` on a machine with a CUDA GPU.", ""]
+    summary = read_json(path)
+    counts = ", ".join(f"{summary[k]} {k}" for k in ("passed", "failed", "errors", "skipped"))
+    return lines + [f"{counts} on {summary['machine']['gpu']} (`{summary['command']}`, {summary['recorded']}; "
+                    f"JUnit XML: `{os.path.join(CUDA_TESTS_FOLDER, summary['junit'])}`).", ""]
+
+
+HEADER = """# Results
+
+Rendered by `nnUNetv2_morse_results` from the ledger in `{results}/` alone: each study's definition (`study.json`),
+the per-case metric reports of every finished fold, the training curves, the run records and the benchmark tables.
+Do not edit this file: rerun the command. How the studies are defined, run, resumed and sized:
+[{results}/README.md]({results}/README.md).
+
+How to read the tables. Cases are pooled over the folds that both sides of a comparison have finished (n = the
+number of pairs). A value missing on either side (a class absent in reference and prediction, scored NaN) leaves
+that pair out. The difference is model − baseline: for Dice and NSD higher is better, so a positive difference
+favours the model; for HD95 and ASSD (mm) lower is better, so a negative one does. The 95% confidence interval of
+the mean difference is scipy.stats.bootstrap's (BCa, {resamples} resamples, seed 0). p is the two-sided Wilcoxon
+signed-rank test (scipy.stats.wilcoxon, zero differences dropped; all differences zero: p = 1); p (BH) is p
+corrected with Benjamini-Hochberg (scipy.stats.false_discovery_control) over the classes, the foreground mean and the
+four metrics of one model against its baseline. The noise columns hold the same trainer trained with another seed
+minus the comparison seed, paired the same way: a difference inside the noise floor is not evidence.
+"""
+
+
+def render_results(results_folder: str, output: str, resamples: int) -> List[str]:
+    """Writes output (RESULTS.md) and results_folder/figures/*.png; returns the studies rendered."""
+    markdown_folder = os.path.dirname(os.path.abspath(output))
+    figures = os.path.join(results_folder, FIGURES_FOLDER)
+    display = os.path.relpath(os.path.abspath(results_folder), markdown_folder)
+    lines = HEADER.format(results=display, resamples=resamples).splitlines() + [""]
+    folders = find_studies(results_folder)
+    if not folders:
+        raise StudyError(f"no study.json under {results_folder}: give the ledger folder (-i)")
+    studies = [load_study(folder) for folder in folders]
+    cost = [s for s in studies if isinstance(s, BenchmarkStudy)]
+    for study in studies:
+        if isinstance(study, TrainingStudy):
+            lines += StudyRenderer(study, figures, markdown_folder, resamples).render()
+    lines += ["## Cost", ""] + [line for study in cost for line in cost_section(study, markdown_folder)]
+    lines += cuda_tests_section(results_folder)
+    write_text(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip() + "\n", output)
+    return [s.name for s in studies]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="nnUNetv2_morse_results", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("-i", dest="results", default="results", help="the ledger folder (holding the studies)")
+    parser.add_argument("-o", dest="output", default=None,
+                        help="the Markdown file; default: RESULTS.md beside the ledger folder")
+    parser.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples per confidence interval")
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.results):
+        parser.error(f"-i {args.results}: no such folder")
+    output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.results)), "RESULTS.md")
+    try:
+        studies = render_results(args.results, output, args.resamples)
+    except StudyError as error:
+        sys.exit(f"nnUNetv2_morse_results: error: {error}")
+    print(f"Wrote {output} ({len(studies)} studies) and {os.path.join(args.results, FIGURES_FOLDER)}/")
+
+
+if __name__ == "__main__":
+    main()

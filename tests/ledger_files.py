@@ -1,0 +1,60 @@
+"""Hand-made ledger files for the ledger's tests: study.json, per-case reports, curves and run records."""
+import json
+import os
+
+from nnunetv2_morse.ledger.definition import load_study
+from nnunetv2_morse.ledger.run import CURVES_FILE, HEAD_OFF_FILE, METRICS_FILE, RECORD_FILE
+
+METRICS = ("Dice", "HD95", "ASSD", "NSD")
+EMPTY_CASE_RULE = "reference and prediction empty: NaN"
+
+
+def write_json(data, path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2)
+
+
+def study_definition(**fields):
+    """A valid training study: synthetic 2D data, nnUNetTrainer and MORSE at seeds 0 and 1, folds 0 and 1."""
+    definition = {
+        "title": "Test study",
+        "dataset": {"builder": "synthetic", "id": 961, "arguments": {"dim": 2, "num_training": 6, "num_test": 0}},
+        "configuration": "2d",
+        "folds": [0, 1],
+        "schedule": {"epochs": 2, "iterations_per_epoch": 3, "validation_iterations": 1},
+        "trainers": {"nnUNetTrainer": [0, 1], "nnUNetTrainerMORSE": [0, 1]},
+        "head_off": ["nnUNetTrainerMORSE"],
+        "comparisons": [{"title": "MORSE vs nnU-Net", "baseline": "nnUNetTrainer", "models": ["nnUNetTrainerMORSE"]}],
+    }
+    definition.update(fields)
+    return definition
+
+
+def write_study(folder, **fields):
+    write_json(study_definition(**fields), os.path.join(folder, "study.json"))
+    return load_study(str(folder))
+
+
+def report(values, empty_case_rule=EMPTY_CASE_RULE):
+    """An nnUNetv2_morse_evaluate report of {case: {class: {metric: value or None}}}."""
+    classes = sorted({c for case in values.values() for c in case})
+    return {"format": "nnunetv2_morse.boundary_metrics/1", "empty_case_rule": empty_case_rule,
+            "classes": {c: {"labels": [i + 1], "nsd_tolerance_mm": 1.0} for i, c in enumerate(classes)},
+            "metric_per_case": [{"case": case, "metrics": metrics} for case, metrics in values.items()]}
+
+
+def write_finished_run(study, trainer, seed, fold, values, head_off_values=None, wall_seconds=600.0,
+                       ema=(0.5, 0.6, 0.7), empty_case_rule=EMPTY_CASE_RULE):
+    """The ledger files of a finished run, run.json last."""
+    folder = os.path.join(study.folder, "runs", trainer, f"seed{seed}", f"fold_{fold}")
+    write_json(report(values, empty_case_rule), os.path.join(folder, METRICS_FILE))
+    if head_off_values is not None:
+        write_json(report(head_off_values, empty_case_rule), os.path.join(folder, HEAD_OFF_FILE))
+    write_json({"ema_fg_dice": list(ema), "mean_fg_dice": list(ema), "train_losses": [1.0, 0.8, 0.7],
+                "val_losses": [0.9, 0.8, 0.75]}, os.path.join(folder, CURVES_FILE))
+    write_json({"identity": study.identity(), "trainer": trainer, "seed": seed, "fold": fold, "device": "cpu",
+                "wall_seconds": wall_seconds, "versions": {"torch": "2.x", "nnunetv2": "2.8.1"},
+                "package_commit": "abc", "machine": {"platform": "Linux", "cpu_count": 2, "gpu": None}},
+               os.path.join(folder, RECORD_FILE))
+    return folder
