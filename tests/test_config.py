@@ -2,14 +2,21 @@ import dataclasses
 
 import pytest
 
-from nnunetv2_morse.config import MorseConfig, MorseConfigError
+from nnunetv2_morse.config import PAPER_WIDTHS, MorseConfig, MorseConfigError
+from nnunetv2_morse.trainers import family
 
 
-def test_paper_defaults():
+def test_defaults_are_the_papers_but_for_the_widths_and_the_training_points():
     cfg = MorseConfig()
     assert (cfg.expert_drop_prob, cfg.oversample_ratio, cfg.importance_ratio) == (0.7, 3.0, 0.75)
-    assert (cfg.num_frequencies, cfg.rend_loss_weight, cfg.expert_hidden, cfg.feature_channels) == (128, 0.1, (256, 256), 256)
-    assert cfg.num_points is None
+    assert (cfg.rend_loss_weight, cfg.num_points, cfg.num_test_points) == (0.1, None, None)
+    assert (cfg.feature_channels, cfg.expert_hidden, cfg.gate_hidden, cfg.fusion_hidden, cfg.head_hidden,
+            cfg.num_frequencies) == (64, (64, 64), (64, 64, 64), (64, 64), (64, 64, 64), 32)
+    paper = MorseConfig(num_points=2048, **PAPER_WIDTHS)
+    assert family.nnUNetTrainerMORSE_paper.morse_config == paper
+    assert (paper.feature_channels, paper.expert_hidden, paper.gate_hidden, paper.fusion_hidden, paper.head_hidden,
+            paper.num_frequencies) == (256, (256, 256), (256, 256, 256), (256, 256), (256, 256, 256), 128)
+    assert paper.training_points_for((128, 128)) == paper.training_points_for((512, 512)) == 2048
     assert cfg.experts_for(2, 6) == 5 and cfg.experts_for(3, 5) == 3 and cfg.experts_for(2, 3) == 3
     # N_test: 3.125% of a 2D patch (8192 at 512^2), 0.93% of a 3D one (the paper's 8192 at 96^3)
     assert cfg.test_points_for((512, 512)) == 8192 and cfg.test_points_for((128, 128)) == 512
