@@ -16,6 +16,14 @@ PAPER_NUM_EXPERTS = {2: 5, 3: 3}
 # in 96^3 patches); 2D: the paper's 8192 points at nnU-Net's usual 512x512 patch. Both were the best share in our
 # sweeps; re-predicting more voxels (the paper's 12.5% in 2D, or a fixed count in small patches) lost NSD.
 DEFAULT_TEST_POINT_SHARE = {2: 8192 / 512 ** 2, 3: 8192 / 96 ** 3}
+# N_p by default: the paper's density (2048 points in its 256x256 2D and 96^3 3D patches), at most the paper's 2048,
+# so that the head's share of a training step does not grow as the patch shrinks (README, Cost).
+DEFAULT_TRAINING_POINT_SHARE = {2: 2048 / 256 ** 2, 3: 2048 / 96 ** 3}
+MAX_DEFAULT_TRAINING_POINTS = 2048
+# The paper's point-module widths (sec. 3: MLPs [256, 256], expert features 256; L = 128 as in the authors' code).
+# The defaults are a quarter of them: the head's FLOPs stay about 2% of a 2D U-Net's (README, Cost).
+PAPER_WIDTHS = dict(feature_channels=256, expert_hidden=(256, 256), gate_hidden=(256, 256, 256),
+                    fusion_hidden=(256, 256), head_hidden=(256, 256, 256), num_frequencies=128)
 
 
 class MorseConfigError(ValueError):
@@ -27,6 +35,11 @@ def _check(condition: bool, field: str, value, allowed: str) -> None:
         raise MorseConfigError(f"MorseConfig.{field}={value!r} is invalid: allowed {allowed}")
 
 
+def share_of_patch(shares: dict, spatial_shape: Sequence[int]) -> int:
+    """At least one point: shares[number of spatial dims] of the voxels of a patch of spatial_shape."""
+    return max(1, round(shares[len(spatial_shape)] * math.prod(spatial_shape)))
+
+
 def _check_widths(field: str, value) -> None:
     _check(isinstance(value, tuple) and len(value) > 0 and all(isinstance(v, int) and v > 0 for v in value),
            field, value, "a non-empty tuple of positive ints")
@@ -34,7 +47,9 @@ def _check_widths(field: str, value) -> None:
 
 @dataclass(frozen=True)
 class MorseConfig:
-    """One MORSE variant. Defaults are the paper's (MICCAI 2023, sec. 2 and 3).
+    """One MORSE variant. Defaults are the paper's (MICCAI 2023, sec. 2 and 3) but for the cost: point modules a
+    quarter of the paper's widths (64 channels, L = 32 frequencies; PAPER_WIDTHS are the paper's) and N_p a share of
+    the patch. MorseConfig(num_points=2048, **PAPER_WIDTHS) is the paper's configuration.
 
     point_features: 'moe' (mixture of experts over the last N decoder stages, sec. 2.1) or 'multiscale'
         (those stages' features concatenated, as PointRend).
@@ -45,7 +60,9 @@ class MorseConfig:
         dense mixture of experts.
     num_experts: N, the number of decoder stages used; None takes the paper's (5 in 2D, 3 in 3D) capped at the
         number of decoder stages the plan has.
-    num_points / oversample_ratio / importance_ratio: N_p, k_p and rho of the training point selection.
+    num_points / oversample_ratio / importance_ratio: N_p, k_p and rho of the training point selection; num_points
+        None takes a share of the patch's voxels, at most 2048: 3.125% in 2D (2048 at 256x256, 512 at 128x128),
+        0.23% in 3D (2048 at 96^3, 256 at 48^3).
     num_test_points: N_test, the points re-predicted per patch at inference; None takes a share of the patch's
         voxels: 3.125% in 2D (8192 at 512x512), 0.93% in 3D (8192 at 96^3, 19418 at 128^3).
     rend_loss_weight / awa: lambda_rend and its schedule: 'linear' (eq. 4), 'step' (lambda_rend from T/2 on) or
@@ -60,14 +77,14 @@ class MorseConfig:
     gate: str = "pointwise"
     expert_drop_prob: float = 0.7
     num_experts: Optional[int] = None
-    feature_channels: int = 256
-    expert_hidden: Tuple[int, ...] = (256, 256)
-    gate_hidden: Tuple[int, ...] = (256, 256, 256)
-    fusion_hidden: Tuple[int, ...] = (256, 256)
-    head_hidden: Tuple[int, ...] = (256, 256, 256)
-    num_frequencies: int = 128
+    feature_channels: int = 64
+    expert_hidden: Tuple[int, ...] = (64, 64)
+    gate_hidden: Tuple[int, ...] = (64, 64, 64)
+    fusion_hidden: Tuple[int, ...] = (64, 64)
+    head_hidden: Tuple[int, ...] = (64, 64, 64)
+    num_frequencies: int = 32
     frequency_std: float = 1.0
-    num_points: int = 2048
+    num_points: Optional[int] = None
     oversample_ratio: float = 3.0
     importance_ratio: float = 0.75
     num_test_points: Optional[int] = None
@@ -90,7 +107,8 @@ class MorseConfig:
         _check(isinstance(self.num_frequencies, int) and self.num_frequencies >= 1,
                "num_frequencies", self.num_frequencies, "an int >= 1")
         _check(self.frequency_std > 0, "frequency_std", self.frequency_std, "> 0")
-        _check(isinstance(self.num_points, int) and self.num_points >= 1, "num_points", self.num_points, "an int >= 1")
+        _check(self.num_points is None or (isinstance(self.num_points, int) and self.num_points >= 1),
+               "num_points", self.num_points, "None or an int >= 1")
         _check(self.oversample_ratio >= 1, "oversample_ratio", self.oversample_ratio, ">= 1")
         _check(0.5 < self.importance_ratio <= 1, "importance_ratio", self.importance_ratio, "(0.5, 1]")
         _check(self.num_test_points is None or (isinstance(self.num_test_points, int) and self.num_test_points >= 1),
@@ -116,8 +134,15 @@ class MorseConfig:
                f"1..{num_decoder_stages} (the number of decoder stages this plan's U-Net has)")
         return self.num_experts
 
+    def training_points_for(self, spatial_shape: Sequence[int]) -> int:
+        """N_p for a patch of spatial_shape: num_points, or by default the dimension's share of its voxels, at most
+        2048."""
+        if self.num_points is not None:
+            return self.num_points
+        return min(MAX_DEFAULT_TRAINING_POINTS, share_of_patch(DEFAULT_TRAINING_POINT_SHARE, spatial_shape))
+
     def test_points_for(self, spatial_shape: Sequence[int]) -> int:
         """N_test for a patch of spatial_shape: num_test_points, or by default the dimension's share of its voxels."""
         if self.num_test_points is not None:
             return self.num_test_points
-        return max(1, round(DEFAULT_TEST_POINT_SHARE[len(spatial_shape)] * math.prod(spatial_shape)))
+        return share_of_patch(DEFAULT_TEST_POINT_SHARE, spatial_shape)

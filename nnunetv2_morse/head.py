@@ -14,7 +14,9 @@ from .points import sample_at_points
 class PointHead(nn.Module):
     """Point MLP over [psi(p) (IAR only), features(p)], with the coarse logits re-concatenated before every layer.
 
-    Channels last: forward(features (B, P, F), coarse (B, P, K), coords (B, P, D)) -> point logits (B, P, K).
+    Channels last: forward(features (B, P, F), coarse (B, P, K), coords (B, P, D)) -> point logits (B, P, K). Each
+    layer is one nn.Linear over the concatenated input (the state dict's layout), applied as a sum over its parts
+    (PointHead.linear_of_parts), so the inputs are never concatenated.
     """
 
     def __init__(self, feature_channels: int, num_classes: int, hidden: Sequence[int],
@@ -30,6 +32,18 @@ class PointHead(nn.Module):
         self.register_buffer("region_outputs_flag", torch.tensor(False))
         self.region_outputs = False
 
+    @staticmethod
+    def linear_of_parts(layer: nn.Linear, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        """layer(torch.cat(parts, dim=-1)), (..., out_features), without the concatenation: each part (..., C_i)
+        meets its own column slice of the weight (a view), so no concatenated copy of the inputs is made."""
+        out, start = None, 0
+        for part in parts:
+            width = part.shape[-1]
+            term = F.linear(part, layer.weight[:, start:start + width], layer.bias if out is None else None)
+            out = term if out is None else out + term
+            start += width
+        return out
+
     def set_region_outputs(self, enabled: bool) -> None:
         """Sigmoid region outputs instead of softmax classes; kept in the state dict as a buffer."""
         self.region_outputs_flag.fill_(enabled)
@@ -40,12 +54,12 @@ class PointHead(nn.Module):
         self.region_outputs = bool(self.region_outputs_flag)
 
     def forward(self, features: torch.Tensor, coarse: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-        x = features
+        parts = [features]
         if self.positional_encoding is not None:
-            x = torch.cat((self.positional_encoding(coords).to(features.dtype), x), dim=-1)
+            parts.insert(0, self.positional_encoding(coords).to(features.dtype))
         for layer in self.layers:
-            x = F.relu(layer(torch.cat((x, coarse), dim=-1)))
-        return self.predictor(torch.cat((x, coarse), dim=-1))
+            parts = [F.relu(self.linear_of_parts(layer, [*parts, coarse]))]
+        return self.linear_of_parts(self.predictor, [*parts, coarse])
 
 
 def point_labels(target: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:

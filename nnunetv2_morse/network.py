@@ -161,6 +161,7 @@ class MorseNetwork(nn.Module):
         if not self.training:
             refined = self.rendering.refine(stage_features, coarse)
             return [refined, *seg_outputs[1:]] if self.decoder.deep_supervision else refined
-        coords = sample_training_points(coarse, self.config.num_points, self.config.oversample_ratio,
-                                        self.config.importance_ratio, self.rendering.region_outputs, selectable)
+        num_points = self.config.training_points_for(coarse.shape[2:])
+        coords = sample_training_points(coarse, num_points, self.config.oversample_ratio, self.config.importance_ratio,
+                                        self.rendering.region_outputs, selectable)
         return MorseTrainingOutput(seg, self.rendering(stage_features, coarse, coords, backbone_gradient_scale), coords)

@@ -19,7 +19,7 @@ FAMILY = ["nnUNetTrainerPointRend", "nnUNetTrainerMoE", "nnUNetTrainerSMoE", "nn
           "nnUNetTrainerIARMoE", "nnUNetTrainerMORSE"]
 VARIANTS = ["nnUNetTrainerMORSE_alpha0p1", "nnUNetTrainerMORSE_1expert", "nnUNetTrainerMORSE_4experts",
             "nnUNetTrainerMORSE_noAWA", "nnUNetTrainerMORSE_stepAWA", "nnUNetTrainerMORSE_scaledHead",
-            "nnUNetTrainerMORSE_denseGate", "nnUNetTrainerMORSE_lean"]
+            "nnUNetTrainerMORSE_denseGate", "nnUNetTrainerMORSE_lean", "nnUNetTrainerMORSE_paper"]
 
 
 @pytest.fixture(scope="module")

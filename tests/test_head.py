@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from nnunetv2_morse.encoding import FourierPositionalEncoding
@@ -10,6 +11,39 @@ def test_head_shapes_and_coarse_reconcatenation():
     assert [layer.in_features for layer in head.layers] == [9, 19, 19] and head.predictor.in_features == 19
     out = head(torch.randn(2, 50, 6), torch.randn(2, 50, 3), torch.rand(2, 50, 2))
     assert out.shape == (2, 50, 3)
+
+
+def concatenating_forward(head, features, coarse, coords):
+    """PointHead's forward as the layers' concatenated inputs define it: [psi, features], then [x, coarse] each layer."""
+    x = torch.cat((head.positional_encoding(coords), features), dim=-1) if head.positional_encoding else features
+    for layer in head.layers:
+        x = torch.relu(layer(torch.cat((x, coarse), dim=-1)))
+    return head.predictor(torch.cat((x, coarse), dim=-1))
+
+
+@pytest.mark.parametrize("encoding", [None, 16])
+def test_split_weight_forward_equals_the_concatenating_one(encoding):
+    torch.manual_seed(0)
+    head = PointHead(24, 5, (32, 32, 32), FourierPositionalEncoding(2, encoding) if encoding else None).double()
+    # the state dict keeps one weight per layer over the concatenated input: checkpoints stay loadable
+    assert [k for k in head.state_dict() if k.startswith(("layers", "predictor"))] == \
+        [f"layers.{i}.{p}" for i in range(3) for p in ("weight", "bias")] + ["predictor.weight", "predictor.bias"]
+    inputs = [torch.randn(2, 50, 24, dtype=torch.double, requires_grad=True),
+              torch.randn(2, 50, 5, dtype=torch.double, requires_grad=True), torch.rand(2, 50, 2, dtype=torch.double)]
+    split, reference = head(*inputs), concatenating_forward(head, *inputs)
+    torch.testing.assert_close(split, reference, rtol=0, atol=1e-6)
+    weights = torch.randn_like(split)
+    grads = torch.autograd.grad((split * weights).sum(), [*head.parameters(), *inputs[:2]])
+    expected = torch.autograd.grad((reference * weights).sum(), [*head.parameters(), *inputs[:2]])
+    for a, b in zip(grads, expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_linear_of_parts_is_the_linear_layer_of_the_concatenation():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3 + 4 + 1, 6)
+    parts = [torch.randn(2, 7, 3), torch.randn(2, 7, 4), torch.randn(2, 7, 1)]
+    torch.testing.assert_close(PointHead.linear_of_parts(layer, parts), layer(torch.cat(parts, dim=-1)))
 
 
 def test_iar_head_uses_position():

@@ -1,5 +1,5 @@
 """The paper's ablations (Tables 1-4) as trainers: each sets a MorseConfig and nothing else."""
-from nnunetv2_morse.config import MorseConfig
+from nnunetv2_morse.config import PAPER_WIDTHS, MorseConfig
 from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE
 
 _DENSE = dict(expert_drop_prob=0.0)
@@ -101,8 +101,14 @@ class nnUNetTrainerMORSE_denseGate(nnUNetTrainerMORSE):
     morse_config = MorseConfig(gate="dense")
 
 
+class nnUNetTrainerMORSE_paper(nnUNetTrainerMORSE):
+    """MORSE as the paper configures it: widths 256, L = 128 frequencies, a fixed N_p = 2048 training points per
+    sample; N_test as the default share of the patch (the paper's 8192 at 512x512)."""
+    morse_config = MorseConfig(num_points=2048, **PAPER_WIDTHS)
+
+
 class nnUNetTrainerMORSE_lean(nnUNetTrainerMORSE):
-    """MORSE at half the paper's widths (128 instead of 256, 64 Fourier frequencies): about 3.4x fewer FLOPs per
-    point, for 2D plans where the paper's widths cost more than the budget (README, Cost)."""
+    """Half the paper's widths (128, 64 Fourier frequencies), twice the default's: between the two in cost (about
+    3.5x fewer FLOPs per point than the paper's, 3.2x more than the default's; README, Cost)."""
     morse_config = MorseConfig(feature_channels=128, expert_hidden=(128, 128), gate_hidden=(128, 128, 128),
                                fusion_hidden=(128, 128), head_hidden=(128, 128, 128), num_frequencies=64)
