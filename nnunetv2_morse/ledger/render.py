@@ -126,7 +126,7 @@ class Paired:
 
 def compare_arms(baseline: Arm, model: Arm, resamples: int) -> Paired:
     """Paired statistics of model - baseline; ComparisonRefused if the two cannot be paired."""
-    from nnunetv2_morse.ledger import statistics
+    from nnunetv2_morse.evaluation import statistics
 
     for key in CONVENTION_KEYS:
         if baseline.conventions.get(key) != model.conventions.get(key):
@@ -147,7 +147,7 @@ def compare_arms(baseline: Arm, model: Arm, resamples: int) -> Paired:
             differences[class_name][metric] = (m[both] - b[both]).tolist()
             rows.append((class_name, metric, statistics.summary(b[both]), statistics.summary(m[both]),
                          statistics.paired_difference(b, m, resamples)))
-    adjusted = statistics.benjamini_hochberg([r[4].p_value for r in rows])
+    adjusted = statistics.adjusted_p_values([r[4].p_value for r in rows])
     return Paired(baseline.label, model.label, folds, len(cases),
                   tuple(Row(*r, float(p)) for r, p in zip(rows, adjusted)), differences)
 
