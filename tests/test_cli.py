@@ -81,9 +81,18 @@ def test_help_texts_spell_options_as_nnunet_and_show_defaults(help_texts):
                      help_texts["nnUNetv2_morse_evaluate_cv"])
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(
-    strict=True, reason="prints its docstring as description and again as epilog")) if name == "nnUNetv2_morse_study"
-    else name for name in CONSOLE_SCRIPTS])
+def test_ledger_commands_use_the_shared_help(help_texts):
+    import re
+
+    for name in ("nnUNetv2_morse_study", "nnUNetv2_morse_results", "nnUNetv2_morse_gpu_evidence"):
+        assert "(default: None)" not in help_texts[name] and "(default: False)" not in help_texts[name], name
+    assert re.search(r"-np N\s+processes for preprocessing, validation export,\s+scoring \(default: 2\)",
+                     help_texts["nnUNetv2_morse_study"])
+    assert "-tr TRAINER [TRAINER ...]" in help_texts["nnUNetv2_morse_study"]
+    assert "\n    nnUNetv2_morse_study results/colin27_2d --dry-run" in help_texts["nnUNetv2_morse_study"]
+
+
+@pytest.mark.parametrize("name", CONSOLE_SCRIPTS)
 def test_help_text_says_nothing_twice(help_texts, name):
     words = help_texts[name].split()
     runs = [" ".join(words[i:i + 12]) for i in range(len(words) - 11)]

@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from nnunetv2_morse.evaluation.statistics import adjusted_p_values, mean_difference_interval, paired_statistics
+import scipy.stats
+
+from nnunetv2_morse.evaluation.statistics import adjusted_p_values, mean_confidence_interval, paired_statistics
 
 
 def benjamini_hochberg(p_values):
@@ -25,9 +27,9 @@ def test_adjusted_p_values_are_benjamini_hochberg():
 
 def test_interval_of_the_mean_difference():
     differences = np.random.default_rng(3).normal(0.05, 0.1, 30)
-    low, high = mean_difference_interval(differences)
-    assert low < differences.mean() < high
-    assert mean_difference_interval(differences) == (low, high)  # fixed seed: the same cases, the same interval
+    low, high, method = mean_confidence_interval(differences)
+    assert low < differences.mean() < high and method == "BCa"
+    assert mean_confidence_interval(differences) == (low, high, method)  # fixed seed: the same cases, the same interval
     # an independent percentile bootstrap (numpy, many resamples) agrees with the BCa interval to a fraction of it
     rng = np.random.default_rng(7)
     means = differences[rng.integers(0, differences.size, (40000, differences.size))].mean(axis=1)
@@ -39,10 +41,12 @@ def test_interval_of_the_mean_difference():
 
 
 def test_degenerate_samples():
-    assert mean_difference_interval(np.array([0.3])) == (None, None)
-    assert mean_difference_interval(np.full(5, 0.25)) == (0.25, 0.25)
+    assert np.isnan(mean_confidence_interval(np.array([0.3]))[:2]).all()
+    assert mean_confidence_interval(np.array([0.3]))[2] == "none"
+    assert mean_confidence_interval(np.full(5, 0.25)) == (0.25, 0.25, "equal")
     single = paired_statistics(np.array([0.5]), np.array([0.75]))
     assert single["mean_difference_ci"] == [None, None] and single["n"] == 1
+    assert single["mean_difference_ci_method"] == "none"
     same = paired_statistics(np.full(4, 0.5), np.full(4, 0.5))
     assert same["p_value"] == 1.0 and same["mean_difference_ci"] == [0.0, 0.0] and "all 4" in same["note"]
     with pytest.raises(ValueError, match="equally long, non-empty"):
@@ -59,3 +63,28 @@ def test_paired_statistics_known_values():
     assert statistics["p_value"] == pytest.approx(2 / 2 ** 10)  # exact: all 10 differences positive
     low, high = statistics["mean_difference_ci"]
     assert 0.01 < low < 0.055 < high < 0.1 and statistics["differences"] == pytest.approx(model - baseline)
+
+
+def test_percentile_interval_where_bca_is_undefined(monkeypatch):
+    bootstrap = scipy.stats.bootstrap
+
+    def bca_undefined(*args, method, **kwargs):
+        result = bootstrap(*args, method=method, **kwargs)
+        if method == "BCa":
+            result.confidence_interval = type(result.confidence_interval)(np.nan, np.nan)
+        return result
+
+    monkeypatch.setattr(scipy.stats, "bootstrap", bca_undefined)
+    differences = np.random.default_rng(5).normal(0.1, 0.1, 20)
+    low, high, method = mean_confidence_interval(differences, 999)
+    assert method == "percentile" and low < differences.mean() < high
+
+
+def test_missing_values_are_left_out_pairwise():
+    baseline = np.array([0.5, np.nan, 0.7, 0.8, 0.6, 0.4, 0.3])
+    model = np.array([0.6, 0.9, np.nan, 0.8, 0.7, 0.5, 0.5])
+    statistics = paired_statistics(baseline, model)
+    assert statistics["n"] == 5 and statistics["num_nonzero_differences"] == 4
+    assert statistics["mean_difference"] == pytest.approx(np.mean([0.1, 0.0, 0.1, 0.1, 0.2]))
+    assert statistics["baseline_mean"] == pytest.approx(np.mean([0.5, 0.8, 0.6, 0.4, 0.3]))
+    assert statistics["differences"] == pytest.approx([0.1, 0.0, 0.1, 0.1, 0.2])

@@ -7,7 +7,8 @@ import pytest
 from scipy.stats import bootstrap, false_discovery_control, wilcoxon
 
 from ledger_files import write_finished_run, write_json, write_study
-from nnunetv2_morse.ledger import render, statistics
+from nnunetv2_morse.evaluation import statistics
+from nnunetv2_morse.ledger import render
 from nnunetv2_morse.ledger.render import FOREGROUND_MEAN, compare_arms, load_arm, render_results
 
 CLASSES = ("a", "b")
@@ -221,7 +222,7 @@ def test_paired_difference_leaves_missing_values_out_pairwise():
     assert statistics.paired_difference(np.array([np.nan]), np.array([1.0]), 99).count == 0
 
 
-def test_benjamini_hochberg_by_hand_and_nan_kept():
-    adjusted = statistics.benjamini_hochberg([0.01, 0.04, np.nan, 0.03, 0.2])
+def test_adjusted_p_values_by_hand_and_nan_kept():
+    adjusted = np.array(statistics.adjusted_p_values([0.01, 0.04, np.nan, 0.03, 0.2]))
     np.testing.assert_allclose(adjusted[[0, 1, 3, 4]], [0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.2])
     assert np.isnan(adjusted[2])

@@ -1,17 +1,21 @@
-"""Paired statistics of two models scored on the same cases: the numbers behind ``nnUNetv2_morse_compare``.
+"""Paired statistics of two models scored on the same cases: the numbers behind ``nnUNetv2_morse_compare`` and the
+ledger's RESULTS.md (``nnUNetv2_morse_results``).
 
-- difference = model - baseline, per case;
+- difference = model - baseline, per case; cases missing (NaN) on either side are left out pairwise;
 - the two-sided Wilcoxon signed-rank p-value (``scipy.stats.wilcoxon``, zero differences dropped, exact for small
   samples); all differences zero: p = 1 with a note; fewer than 6 non-zero differences: a note that p < 0.05
   cannot be reached (the exact p is at least 2 / 2^k for k non-zero differences);
 - the 95% confidence interval of the mean difference: BCa bootstrap (``scipy.stats.bootstrap``, 9999 resamples,
-  seed 0, so the same cases give the same interval);
+  seed 0, so the same cases give the same interval), the percentile bootstrap where BCa is undefined, and the
+  method used is recorded;
 - ``adjusted_p_values``: Benjamini-Hochberg false-discovery-rate control (``scipy.stats.false_discovery_control``)
   over a family of p-values, e.g. every class and metric of one model.
 
 scipy is imported by the functions, not with the module, so that commands importing it answer ``--help`` at once.
 """
-from typing import List, Optional, Sequence, Tuple
+import warnings
+from dataclasses import dataclass
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -19,6 +23,38 @@ CONFIDENCE_LEVEL = 0.95
 BOOTSTRAP_RESAMPLES = 9999
 BOOTSTRAP_SEED = 0
 MIN_NONZERO_FOR_P_BELOW_0_05 = 6
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean and median of one side's finite values, and how many there are."""
+    mean: float
+    median: float
+    count: int
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """model - baseline over the cases finite on both sides: count (of them nonzero differ), mean and median
+    difference, the mean's confidence interval low / high (NaN with fewer than 2 pairs) and its method (interval:
+    "BCa", "percentile", "equal" or "none"), the Wilcoxon p (NaN without pairs) and its note ("" if none)."""
+    count: int
+    nonzero: int
+    mean: float
+    median: float
+    low: float
+    high: float
+    p_value: float
+    interval: str
+    note: str
+
+
+def summary(values: np.ndarray) -> Summary:
+    """Summary of the finite entries of values (n,)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return Summary(float("nan"), float("nan"), 0)
+    return Summary(float(np.mean(finite)), float(np.median(finite)), int(finite.size))
 
 
 def wilcoxon_p_value(differences: np.ndarray) -> Tuple[float, str]:
@@ -35,46 +71,74 @@ def wilcoxon_p_value(differences: np.ndarray) -> Tuple[float, str]:
     return p_value, ""
 
 
-def mean_difference_interval(differences: np.ndarray) -> Tuple[Optional[float], Optional[float]]:
-    """CONFIDENCE_LEVEL BCa bootstrap interval of the mean of differences (n,); (None, None) for fewer than 2 cases,
-    (d, d) if every difference is d."""
+def mean_confidence_interval(differences: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
+                             seed: int = BOOTSTRAP_SEED) -> Tuple[float, float, str]:
+    """(low, high, method) of the CONFIDENCE_LEVEL interval of the mean of differences (n,): scipy.stats.bootstrap's
+    BCa interval ("percentile" where BCa is undefined), reproducible by seed; equal differences give the point itself
+    ("equal"); fewer than 2 differences, or no finite interval: NaN, "none"."""
     from scipy.stats import bootstrap
 
     if differences.size < 2:
-        return None, None
+        return float("nan"), float("nan"), "none"
     if np.ptp(differences) == 0:
-        return float(differences[0]), float(differences[0])
-    interval = bootstrap((differences,), np.mean, confidence_level=CONFIDENCE_LEVEL, n_resamples=BOOTSTRAP_RESAMPLES,
-                         method="BCa", random_state=np.random.default_rng(BOOTSTRAP_SEED)).confidence_interval
-    return float(interval.low), float(interval.high)
+        return float(differences[0]), float(differences[0]), "equal"
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            interval = bootstrap((differences,), np.mean, n_resamples=resamples, confidence_level=CONFIDENCE_LEVEL,
+                                 method=method, random_state=np.random.default_rng(seed)).confidence_interval
+        if np.isfinite(interval.low) and np.isfinite(interval.high):
+            return float(interval.low), float(interval.high), method
+    return float("nan"), float("nan"), "none"
+
+
+def paired_difference(baseline: np.ndarray, model: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
+                      seed: int = BOOTSTRAP_SEED) -> PairedDifference:
+    """Statistics of model - baseline, both (n,) in the same case order, over the cases finite on both sides."""
+    both = np.isfinite(baseline) & np.isfinite(model)
+    differences = model[both] - baseline[both]
+    if differences.size == 0:
+        nan = float("nan")
+        return PairedDifference(0, 0, nan, nan, nan, nan, nan, "none", "no case is scored on both sides")
+    low, high, interval = mean_confidence_interval(differences, resamples, seed)
+    p_value, note = wilcoxon_p_value(differences)
+    return PairedDifference(int(differences.size), int(np.count_nonzero(differences)), float(np.mean(differences)),
+                            float(np.median(differences)), low, high, p_value, interval, note)
 
 
 def paired_statistics(baseline: np.ndarray, model: np.ndarray) -> dict:
-    """Statistics of one metric of two models on the same n cases, baseline and model (n,) in the same case order.
+    """Statistics of one metric of two models on the same n cases, baseline and model (n,) in the same case order,
+    over the cases finite on both sides.
 
-    Returns n; baseline and model mean and median; mean and median difference (model - baseline) with the bootstrap
-    interval of the mean, mean_difference_ci [low, high] (null for one case); the Wilcoxon p_value, its note and
-    num_nonzero_differences; the differences themselves.
+    Returns n (of them); baseline and model mean and median; mean and median difference (model - baseline) with the bootstrap
+    interval of the mean, mean_difference_ci [low, high] (null for one case) and its method; the Wilcoxon p_value,
+    its note and num_nonzero_differences; the differences themselves.
     """
     baseline, model = np.asarray(baseline, dtype=float), np.asarray(model, dtype=float)
     if baseline.shape != model.shape or baseline.ndim != 1 or baseline.size == 0:
         raise ValueError(f"paired statistics need two equally long, non-empty series, got shapes {baseline.shape} "
                          f"and {model.shape}")
-    differences = model - baseline
-    p_value, note = wilcoxon_p_value(differences)
-    return {"n": int(differences.size),
-            "baseline_mean": float(np.mean(baseline)), "baseline_median": float(np.median(baseline)),
-            "model_mean": float(np.mean(model)), "model_median": float(np.median(model)),
-            "mean_difference": float(np.mean(differences)), "median_difference": float(np.median(differences)),
-            "mean_difference_ci": list(mean_difference_interval(differences)),
-            "num_nonzero_differences": int(np.count_nonzero(differences)), "p_value": p_value, "note": note,
-            "differences": differences.tolist()}
+    difference = paired_difference(baseline, model)
+    both = np.isfinite(baseline) & np.isfinite(model)
+    baseline_summary, model_summary = summary(baseline[both]), summary(model[both])
+    interval = [None, None] if difference.interval == "none" else [difference.low, difference.high]
+    return {"n": difference.count,
+            "baseline_mean": baseline_summary.mean, "baseline_median": baseline_summary.median,
+            "model_mean": model_summary.mean, "model_median": model_summary.median,
+            "mean_difference": difference.mean, "median_difference": difference.median,
+            "mean_difference_ci": interval, "mean_difference_ci_method": difference.interval,
+            "num_nonzero_differences": difference.nonzero, "p_value": difference.p_value, "note": difference.note,
+            "differences": (model[both] - baseline[both]).tolist()}
 
 
 def adjusted_p_values(p_values: Sequence[float]) -> List[float]:
-    """Benjamini-Hochberg adjusted p-values of one family of tests, in the given order."""
+    """Benjamini-Hochberg adjusted p-values of one family of tests, in the given order, over the finite ones; NaN
+    stays NaN."""
     from scipy.stats import false_discovery_control
 
-    if not len(p_values):
-        return []
-    return [float(p) for p in false_discovery_control(np.asarray(p_values, dtype=float), method="bh")]
+    p_values = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p_values.shape, np.nan)
+    finite = np.isfinite(p_values)
+    if finite.any():
+        adjusted[finite] = false_discovery_control(p_values[finite], method="bh")
+    return [float(p) for p in adjusted]

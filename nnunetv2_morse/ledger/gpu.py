@@ -2,20 +2,23 @@
 
     nnUNetv2_morse_gpu_evidence                 # from a checkout of the repository; then commit results/
 
-1. tests/test_cuda.py (every trainer of the family compiled, fp16 and bf16, 2D and 3D): JUnit XML and a summary
-   into results/cost/cuda_tests/;
-2. every benchmark study of the ledger whose device is cuda (results/cost/cuda_*: fp16, bf16, torch.compile on and
-   off; 3d_fullres, 2d, ResEnc), each through nnUNetv2_morse_study, finished ones skipped.
+  1. tests/test_cuda.py (every trainer of the family compiled, fp16 and bf16, 2D and 3D): JUnit XML and a
+     summary into results/cost/cuda_tests/;
+  2. every benchmark study of the ledger whose device is cuda (results/cost/cuda_*: fp16, bf16, torch.compile on
+     and off; 3d_fullres, 2d, ResEnc), each through nnUNetv2_morse_study, finished ones skipped.
+
 Refuses with one line where CUDA is absent.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import xml.etree.ElementTree as ElementTree
 from typing import List, Optional, Sequence, Tuple
 
+from nnunetv2_morse.cli import command_parser, fail, one_line_errors
+
+PROG = "nnUNetv2_morse_gpu_evidence"
 CUDA_TESTS_FOLDER = os.path.join("cost", "cuda_tests")
 CUDA_TESTS_SUMMARY = "summary.json"
 JUNIT_FILE = "junit.xml"
@@ -74,9 +77,9 @@ def run_tests(command: List[str], results_folder: str) -> bool:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="nnUNetv2_morse_gpu_evidence", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("-i", dest="results", default=os.path.join(REPOSITORY, "results"), help="the ledger folder")
+    parser = command_parser(PROG, __doc__)
+    parser.add_argument("-i", dest="results", metavar="FOLDER", default=os.path.join(REPOSITORY, "results"),
+                        help="the ledger folder")
     parser.add_argument("--skip-tests", action="store_true", help="run the CUDA benchmark studies only")
     parser.add_argument("--dry-run", action="store_true", help="print what would run and stop")
     args = parser.parse_args(argv)
@@ -86,24 +89,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from nnunetv2_morse.ledger.run import run_study_folder
 
     if not torch.cuda.is_available():
-        sys.exit("nnUNetv2_morse_gpu_evidence: error: no CUDA GPU here (torch.cuda.is_available() is False): run it "
-                 "on a machine with one")
+        fail(PROG, "no CUDA GPU here (torch.cuda.is_available() is False): run it on a machine with one")
     test_command, studies = plan(args.results, REPOSITORY)
     if not os.path.isfile(test_command[3]):
-        sys.exit(f"nnUNetv2_morse_gpu_evidence: error: {test_command[3]} not found: run it from a checkout of the "
-                 "repository")
+        fail(PROG, f"{test_command[3]} not found: run it from a checkout of the repository")
     print(f"CUDA evidence on {torch.cuda.get_device_name(0)}:\n  {' '.join(test_command)}\n"
           + "".join(f"  nnUNetv2_morse_study {folder}\n" for folder in studies), flush=True)
     if args.dry_run:
         return
     tests_passed = args.skip_tests or run_tests(test_command, args.results)
-    try:
+    with one_line_errors(PROG, (StudyError,)):
         for folder in studies:
             run_study_folder(folder)
-    except StudyError as error:
-        sys.exit(f"nnUNetv2_morse_gpu_evidence: error: {error}")
     if not tests_passed:
-        sys.exit("nnUNetv2_morse_gpu_evidence: tests/test_cuda.py had failures (see its JUnit XML); the benchmark "
+        fail(PROG, "tests/test_cuda.py had failures (see its JUnit XML); the benchmark "
                  "tables were written")
     print(f"Done: commit {args.results} and render RESULTS.md with nnUNetv2_morse_results")
 

@@ -11,7 +11,6 @@ with another seed); MORSE models with the head on against off; learning curves; 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
@@ -21,11 +20,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from nnunetv2_morse.cli import command_parser, one_line_errors
 from nnunetv2_morse.ledger.definition import (BenchmarkStudy, Run, StudyError, TrainingStudy, find_studies, load_study,
                                               recorded_identity_mismatch)
 from nnunetv2_morse.ledger.gpu import CUDA_TESTS_FOLDER, CUDA_TESTS_SUMMARY
 from nnunetv2_morse.ledger.records import read_json, write_text
 from nnunetv2_morse.ledger.run import CURVES_FILE, HEAD_OFF_FILE, METRICS_FILE, RECORD_FILE
+
+PROG = "nnUNetv2_morse_results"
 
 METRICS = ("Dice", "HD95", "ASSD", "NSD")
 DISTANCES = ("HD95", "ASSD")
@@ -126,7 +128,7 @@ class Paired:
 
 def compare_arms(baseline: Arm, model: Arm, resamples: int) -> Paired:
     """Paired statistics of model - baseline; ComparisonRefused if the two cannot be paired."""
-    from nnunetv2_morse.ledger import statistics
+    from nnunetv2_morse.evaluation import statistics
 
     for key in CONVENTION_KEYS:
         if baseline.conventions.get(key) != model.conventions.get(key):
@@ -147,7 +149,7 @@ def compare_arms(baseline: Arm, model: Arm, resamples: int) -> Paired:
             differences[class_name][metric] = (m[both] - b[both]).tolist()
             rows.append((class_name, metric, statistics.summary(b[both]), statistics.summary(m[both]),
                          statistics.paired_difference(b, m, resamples)))
-    adjusted = statistics.benjamini_hochberg([r[4].p_value for r in rows])
+    adjusted = statistics.adjusted_p_values([r[4].p_value for r in rows])
     return Paired(baseline.label, model.label, folds, len(cases),
                   tuple(Row(*r, float(p)) for r, p in zip(rows, adjusted)), differences)
 
@@ -537,22 +539,19 @@ def render_results(results_folder: str, output: str, resamples: int) -> List[str
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="nnUNetv2_morse_results", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("-i", dest="results", default="results", help="the ledger folder (holding the studies)")
-    parser.add_argument("-o", dest="output", default=None,
+    parser = command_parser(PROG, __doc__.split("\n\n")[0])
+    parser.add_argument("-i", dest="results", metavar="FOLDER", default="results",
+                        help="the ledger folder (holding the studies)")
+    parser.add_argument("-o", dest="output", metavar="FILE",
                         help="the Markdown file; default: RESULTS.md beside the ledger folder")
     parser.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples per confidence interval")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.results):
         parser.error(f"-i {args.results}: no such folder")
     output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.results)), "RESULTS.md")
-    try:
+    with one_line_errors(PROG, (StudyError,)):
         studies = render_results(args.results, output, args.resamples)
-    except StudyError as error:
-        sys.exit(f"nnUNetv2_morse_results: error: {error}")
     print(f"Wrote {output} ({len(studies)} studies) and {os.path.join(args.results, FIGURES_FOLDER)}/")
-
 
 if __name__ == "__main__":
     main()

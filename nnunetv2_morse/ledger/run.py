@@ -14,7 +14,6 @@ A run whose files are all there is skipped, so the same command continues a stud
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import shlex
@@ -25,10 +24,12 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
+from nnunetv2_morse.cli import command_parser, one_line_errors
 from nnunetv2_morse.ledger import records
 from nnunetv2_morse.ledger.definition import (DEVICES, PLANS, BenchmarkStudy, Run, StudyError, TrainingStudy,
                                               load_study, recorded_identity_mismatch)
 
+PROG = "nnUNetv2_morse_study"
 METRICS_FILE = "metrics.json"
 HEAD_OFF_FILE = "metrics_head_off.json"
 CURVES_FILE = "curves.json"
@@ -374,28 +375,26 @@ def run_study_folder(folder: str, work: Optional[str] = None, device: Optional[s
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="nnUNetv2_morse_study", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                     epilog="See results/README.md: how to run, resume, render and add a study.")
+    parser = command_parser(PROG, __doc__, "See results/README.md: how to run, resume, render and add a study.")
     parser.add_argument("study", help="a study folder holding study.json, e.g. results/colin27_2d")
-    parser.add_argument("-w", dest="work", default=None,
+    parser.add_argument("-w", dest="work", metavar="FOLDER",
                         help=f"work folder for nnU-Net's raw, preprocessed and results folders; default "
                              f"${WORK_VARIABLE}/<study> if that is set, else <study>/../.work/<study>")
-    parser.add_argument("-device", choices=DEVICES, default=None, help="device; default: the study's 'device'")
-    parser.add_argument("-np", type=int, default=2, help="processes for preprocessing, validation export, scoring")
-    parser.add_argument("-tr", nargs="+", default=None, help="only these trainers of the study")
-    parser.add_argument("-f", nargs="+", type=int, default=None, help="only these folds of the study")
+    parser.add_argument("-device", choices=DEVICES, help="device; default: the study's 'device'")
+    parser.add_argument("-np", dest="num_processes", metavar="N", type=int, default=2,
+                        help="processes for preprocessing, validation export, scoring")
+    parser.add_argument("-tr", dest="trainers", metavar="TRAINER", nargs="+", help="only these trainers of the study")
+    parser.add_argument("-f", dest="folds", metavar="FOLD", nargs="+", type=int, help="only these folds of the study")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (what is done, what is left) and stop")
     args = parser.parse_args(argv)
-    if args.np < 1:
+    if args.num_processes < 1:
         parser.error("-np must be >= 1")
     try:
-        run_study_folder(args.study, args.work, args.device, args.np, args.tr, args.f, args.dry_run)
-    except StudyError as error:
-        sys.exit(f"nnUNetv2_morse_study: error: {error}")
+        with one_line_errors(PROG, (StudyError,)):
+            run_study_folder(args.study, args.work, args.device, args.num_processes, args.trainers, args.folds,
+                             args.dry_run)
     except KeyboardInterrupt:
-        sys.exit("nnUNetv2_morse_study: interrupted: rerun the same command to continue where it stopped")
-
+        sys.exit(f"{PROG}: interrupted: rerun the same command to continue where it stopped")
 
 if __name__ == "__main__":
     main()
