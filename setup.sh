@@ -13,7 +13,7 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # nnU-Net's trainer lookup imports timm, which imports torchvision: torch and torchvision must be a matching pair,
 # or no trainer but nnUNetTrainer loads. This pair is on PyPI for Linux x86_64 (CUDA builds, which also run on the CPU)
-# and aarch64, and resolves with nnunetv2 2.8.1, which excludes torch 2.9.* (README, "What setup.sh installs").
+# and aarch64, and resolves with nnunetv2 2.8.1, which excludes torch 2.9.* (docs/installation.md).
 .venv/bin/python -m pip install "torch==2.14.1" "torchvision==0.29.1"
 .venv/bin/python -m pip install -e ".[test]"
 echo "$want" > "$stamp"

@@ -12,16 +12,16 @@ HEAD_TRAINING = ("decoupled", "scaled")
 GATES = ("pointwise", "dense")
 
 PAPER_NUM_EXPERTS = {2: 5, 3: 3}
-# N_test by default: a share of the patch's voxels (README, 'Choosing N_test'). 3D: the paper's density (8192 points
+# N_test by default: a share of the patch's voxels (docs/cpu-measurements.md, 'Choosing N_test'). 3D: the paper's density (8192 points
 # in 96^3 patches); 2D: the paper's 8192 points at nnU-Net's usual 512x512 patch. Both were the best share in our
 # sweeps; re-predicting more voxels (the paper's 12.5% in 2D, or a fixed count in small patches) lost NSD.
 DEFAULT_TEST_POINT_SHARE = {2: 8192 / 512 ** 2, 3: 8192 / 96 ** 3}
 # N_p by default: the paper's density (2048 points in its 256x256 2D and 96^3 3D patches), at most the paper's 2048,
-# so that the head's share of a training step does not grow as the patch shrinks (README, Cost).
+# so that the head's share of a training step does not grow as the patch shrinks (docs/cpu-measurements.md, Cost).
 DEFAULT_TRAINING_POINT_SHARE = {2: 2048 / 256 ** 2, 3: 2048 / 96 ** 3}
 MAX_DEFAULT_TRAINING_POINTS = 2048
 # The paper's point-module widths (sec. 3: MLPs [256, 256], expert features 256; L = 128 as in the authors' code).
-# The defaults are a quarter of them: the head's FLOPs stay about 2% of a 2D U-Net's (README, Cost).
+# The defaults are a quarter of them: the head's FLOPs stay about 2% of a 2D U-Net's (docs/cpu-measurements.md, Cost).
 PAPER_WIDTHS = dict(feature_channels=256, expert_hidden=(256, 256), gate_hidden=(256, 256, 256),
                     fusion_hidden=(256, 256), head_hidden=(256, 256, 256), num_frequencies=128)
 
@@ -69,7 +69,7 @@ class MorseConfig:
         'off' (lambda_rend from the start).
     head_training: 'decoupled' trains the point modules at full weight on L_rend while lambda_t scales only the
         gradient that flows back into the U-Net; 'scaled' multiplies the whole L_rend by lambda_t (the paper's
-        L_total). See README, "Design decisions".
+        L_total). See docs/method.md, "Design decisions".
     """
 
     point_features: str = "moe"

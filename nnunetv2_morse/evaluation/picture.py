@@ -222,3 +222,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     with one_line_errors(prog):
         folder = trained_model_folder(args.dataset, args.trainer, args.plans, args.configuration)
         print(make_picture(folder, args.i, args.o, args.fold, args.slice, args.r, args.checkpoint, args.device))
+
+
+if __name__ == "__main__":
+    main()

@@ -148,3 +148,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     with open(os.path.join(output_folder, "test_points.md"), "w") as f:
         f.write(table)
     print("\n" + table + f"\nWrote {os.path.join(output_folder, 'test_points.md')} and test_points.json")
+
+
+if __name__ == "__main__":
+    main()

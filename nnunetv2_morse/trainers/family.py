@@ -109,6 +109,6 @@ class nnUNetTrainerMORSE_paper(nnUNetTrainerMORSE):
 
 class nnUNetTrainerMORSE_lean(nnUNetTrainerMORSE):
     """Half the paper's widths (128, 64 Fourier frequencies), twice the default's: between the two in cost (about
-    3.5x fewer FLOPs per point than the paper's, 3.2x more than the default's; README, Cost)."""
+    3.5x fewer FLOPs per point than the paper's, 3.2x more than the default's; docs/cpu-measurements.md, Cost)."""
     morse_config = MorseConfig(feature_channels=128, expert_hidden=(128, 128), gate_hidden=(128, 128, 128),
                                fusion_hidden=(128, 128), head_hidden=(128, 128, 128), num_frequencies=64)

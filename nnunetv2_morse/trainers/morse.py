@@ -104,7 +104,8 @@ def config_differences(saved: dict, current: dict) -> List[str]:
 
 
 class nnUNetTrainerMORSE(nnUNetTrainer):
-    """MORSE with the paper's settings. A variant sets `morse_config` and nothing else."""
+    """MORSE with the package's defaults (MorseConfig()); nnUNetTrainerMORSE_paper has the paper's configuration.
+    A variant sets `morse_config` and nothing else."""
 
     morse_config: ClassVar[MorseConfig] = MorseConfig()
 
