@@ -99,7 +99,7 @@ class PointSampler:
         num_points, num_corners = index.shape[1:]
         num_voxels = math.prod(shape)
         if num_voxels <= num_points * num_corners:
-            rows = values.flatten(2).transpose(1, 2).reshape(batch * num_voxels, channels).float()
+            rows = values.flatten(2).transpose(1, 2).reshape(batch * num_voxels, channels).float().contiguous()
             offsets = torch.arange(batch, device=index.device)[:, None, None] * num_voxels
             with torch.autocast(values.device.type, enabled=False):
                 read = F.embedding_bag((index + offsets).view(-1, num_corners), rows,
