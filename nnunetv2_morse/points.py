@@ -7,6 +7,7 @@ of the values read (also under autocast): a bf16 position is up to half a voxel 
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -14,31 +15,40 @@ import torch
 import torch.nn.functional as F
 
 
+def voxel_positions(coords: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor:
+    """coords (B, P, D) in voxel units, float32: coord * size, so voxel i spans [i, i + 1)."""
+    return coords.float() * torch.tensor(list(spatial_shape), dtype=torch.float32, device=coords.device)
+
+
+def flat_index(index: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor:
+    """Row-major flat indices (...) of integer voxel indices (..., D)."""
+    strides = [math.prod(spatial_shape[d + 1:]) for d in range(len(spatial_shape))]
+    return (index * torch.tensor(strides, device=index.device)).sum(-1)
+
+
 def nearest_voxels(coords: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor:
     """Row-major flat indices (B, P) of the voxels containing coords (B, P, D): floor(coord * size), clamped."""
-    index = torch.zeros(coords.shape[:2], dtype=torch.long, device=coords.device)
-    for d, size in enumerate(spatial_shape):
-        index = index * size + (coords[..., d].float() * size).floor().long().clamp(0, size - 1)
-    return index
+    last = torch.tensor(list(spatial_shape), device=coords.device) - 1
+    return flat_index(voxel_positions(coords, spatial_shape).floor().long().clamp(min=0).minimum(last), spatial_shape)
 
 
 def linear_corners(coords: torch.Tensor, spatial_shape: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
     """The 2^D voxels around each point of coords (B, P, D) and their D-linear weights, float32.
 
-    Returns row-major flat indices (B, P, 2^D) and weights (B, P, 2^D) summing to 1. Indices are clamped to the
-    grid, so points beyond the outermost centres read the border voxel, as grid_sample(padding_mode="border",
-    align_corners=False) does. At each point the corner of largest weight is nearest_voxels' voxel.
+    Returns row-major flat indices (B, P, 2^D) and weights (B, P, 2^D) summing to 1, corners in row-major order of
+    their offsets in {0, 1}^D. Indices are clamped to the grid, so points beyond the outermost centres read the
+    border voxel, as grid_sample(padding_mode="border", align_corners=False) does. At each point the corner of
+    largest weight is nearest_voxels' voxel.
     """
-    index = torch.zeros(*coords.shape[:2], 1, dtype=torch.long, device=coords.device)
-    weight = torch.ones(*coords.shape[:2], 1, dtype=torch.float32, device=coords.device)
-    for d, size in enumerate(spatial_shape):
-        position = coords[..., d:d + 1].float() * size - 0.5  # voxel centres at integers
-        lower = position.floor()
-        upper_weight = position - lower
-        lower = lower.long()
-        index = torch.cat((index * size + lower.clamp(0, size - 1), index * size + (lower + 1).clamp(0, size - 1)), -1)
-        weight = torch.cat((weight * (1 - upper_weight), weight * upper_weight), -1)
-    return index, weight
+    dims = len(spatial_shape)
+    position = voxel_positions(coords, spatial_shape) - 0.5  # voxel centres at integers
+    lower = position.floor()
+    upper_weight = (position - lower)[..., None, :]  # (B, P, 1, D)
+    offsets = torch.tensor(list(itertools.product((0, 1), repeat=dims)), device=coords.device)  # (2^D, D)
+    last = torch.tensor(list(spatial_shape), device=coords.device) - 1
+    index = (lower.long()[..., None, :] + offsets).clamp(min=0).minimum(last)
+    weight = torch.where(offsets.bool(), upper_weight, 1 - upper_weight).prod(-1)
+    return flat_index(index, spatial_shape), weight
 
 
 def gather_at_voxels(values: torch.Tensor, flat_indices: torch.Tensor) -> torch.Tensor:
@@ -89,7 +99,7 @@ class PointSampler:
         num_points, num_corners = index.shape[1:]
         num_voxels = math.prod(shape)
         if num_voxels <= num_points * num_corners:
-            rows = values.flatten(2).transpose(1, 2).reshape(batch * num_voxels, channels).float()
+            rows = values.flatten(2).transpose(1, 2).reshape(batch * num_voxels, channels).float().contiguous()
             offsets = torch.arange(batch, device=index.device)[:, None, None] * num_voxels
             with torch.autocast(values.device.type, enabled=False):
                 read = F.embedding_bag((index + offsets).view(-1, num_corners), rows,
