@@ -231,3 +231,18 @@ def test_cuda_rng_state_is_skipped_with_a_log_line_when_resuming_on_the_cpu():
     messages = []
     restore_rng_state(saved, torch.device("cpu"), log=messages.append)
     assert messages == ["the checkpoint's CUDA random state is not restored: training on cpu"]
+
+
+def test_parameter_split_is_made_once_per_network(tmp_path, monkeypatch):
+    """The clipping split is not rebuilt on every step; a network put in place later (compiled, reloaded) gets its own."""
+    import nnunetv2_morse.trainers.morse as morse_module
+    splits = []
+    monkeypatch.setattr(morse_module, "split_parameters",
+                        lambda network: splits.append(network) or split_parameters(network))
+    trainer = initialized(small_trainer_class(), tmp_path)
+    for seed in (1, 2):
+        trainer.train_step(batch_for(trainer, seed))
+    assert splits == [trainer.network]
+    trainer.network = torch.compile(trainer.network)
+    unet, rendering = trainer.clipped_parameters
+    assert len(splits) == 2 and {id(p) for p in unet + rendering} == {id(p) for p in trainer.network.parameters()}

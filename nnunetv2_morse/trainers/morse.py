@@ -48,10 +48,11 @@ def split_parameters(network: torch.nn.Module) -> Tuple[List[torch.nn.Parameter]
     return [p for p in morse.parameters() if id(p) not in rendering_ids], rendering
 
 
-def clip_gradients(network: torch.nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Clips the U-Net's and the rendering modules' gradient norms separately at nnU-Net's 12; returns both norms
-    (before clipping), so that a large head gradient never shrinks the U-Net's update."""
-    unet, rendering = split_parameters(network)
+def clip_gradients(parameters: Tuple[List[torch.nn.Parameter], List[torch.nn.Parameter]]
+                   ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Clips split_parameters' U-Net and rendering-module gradient norms separately at nnU-Net's 12; returns both
+    norms (before clipping), so that a large head gradient never shrinks the U-Net's update."""
+    unet, rendering = parameters
     return (torch.nn.utils.clip_grad_norm_(unet, GRADIENT_CLIP_NORM),
             torch.nn.utils.clip_grad_norm_(rendering, GRADIENT_CLIP_NORM))
 
@@ -139,6 +140,14 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
     def initialize(self):
         super().initialize()
         unwrap_network(self.network).use_region_outputs(self.label_manager.has_regions)
+
+    @property
+    def clipped_parameters(self) -> Tuple[List[torch.nn.Parameter], List[torch.nn.Parameter]]:
+        """split_parameters(self.network), computed once per network object rather than on every step."""
+        if getattr(self, "_clipped_network", None) is not self.network:
+            self._clipped_parameters = split_parameters(self.network)
+            self._clipped_network = self.network
+        return self._clipped_parameters
 
     @property
     def global_iteration(self) -> int:
@@ -248,12 +257,12 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
             self.grad_scaler.unscale_(self.optimizer)
-            clip_gradients(self.network)
+            clip_gradients(self.clipped_parameters)
             self.grad_scaler.step(self.optimizer)
             self.grad_scaler.update()
         else:
             loss.backward()
-            clip_gradients(self.network)
+            clip_gradients(self.clipped_parameters)
             self.optimizer.step()
         self._iteration_in_epoch += 1
         losses = torch.stack([(sup_loss + lambda_t * rend_loss).float(), rend_loss.float()]).detach().cpu().numpy()
