@@ -1,14 +1,16 @@
 """Rendering RESULTS.md from a ledger made here with known per-case numbers; the paired statistics themselves."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
 from scipy.stats import bootstrap, false_discovery_control, wilcoxon
 
-from ledger_files import write_finished_run, write_json, write_study
+from ledger_files import study_definition, write_finished_run, write_json, write_study
 from nnunetv2_morse.evaluation import statistics
-from nnunetv2_morse.ledger import render
+from nnunetv2_morse.ledger import render, verdict
+from nnunetv2_morse.ledger.definition import StudyError, load_study
 from nnunetv2_morse.ledger.render import FOREGROUND_MEAN, compare_arms, load_arm, render_results
 
 CLASSES = ("a", "b")
@@ -226,3 +228,240 @@ def test_adjusted_p_values_by_hand_and_nan_kept():
     adjusted = np.array(statistics.adjusted_p_values([0.01, 0.04, np.nan, 0.03, 0.2]))
     np.testing.assert_allclose(adjusted[[0, 1, 3, 4]], [0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.2])
     assert np.isnan(adjusted[2])
+
+
+README_BEFORE = ("# Project\r\n\nKept byte for byte, CRLF and all.\r\n\n## Quality and cost\n\n"
+                 "Rendered from the ledger:\n\n")
+README_AFTER = "\n\n## Next section\n\nKept too.\n"
+
+
+def write_readme(path):
+    with open(path, "w", newline="") as f:
+        f.write(README_BEFORE + verdict.BEGIN + "\nMORSE is 5.0% better (typed by hand)\n" + verdict.END + README_AFTER)
+
+
+def block_of(readme_path):
+    with open(readme_path, newline="") as f:
+        text = f.read()
+    return text.split(verdict.BEGIN)[1].split(verdict.END)[0]
+
+
+def metric_line(block, metric):
+    return next(line for line in block.splitlines() if line.startswith(f"  - {metric}"))
+
+
+def foreground(values, metric):
+    return arrays(values, FOREGROUND_MEAN, metric, cases(0) + cases(1))
+
+
+@pytest.fixture
+def headline(ledger, tmp_path, monkeypatch):
+    """The ledger with its comparison marked as a headline, and a README with the verdict markers; cwd tmp_path."""
+    study, values = ledger
+    comparison = dict(study_definition()["comparisons"][0], verdict=True)
+    study = write_study(study.folder, comparisons=[comparison])
+    write_readme(tmp_path / "README.md")
+    monkeypatch.chdir(tmp_path)
+    return study, values
+
+
+def render_main(*options):
+    render.main(["-i", "results", "--resamples", "999", *options])
+
+
+def test_verdict_shows_the_paired_rows_numbers_the_noise_floor_and_words(headline, tmp_path):
+    study, values = headline
+    render_main()
+    block = block_of(tmp_path / "README.md")
+    paired = compare_arms(load_arm(study, "nnUNetTrainer", 0), load_arm(study, "nnUNetTrainerMORSE", 0), 999)
+    assert ("- [MORSE vs nnU-Net](RESULTS.md#morse-vs-nnu-net) (`test_study`), nnUNetTrainerMORSE − nnUNetTrainer: "
+            "2 of 2 folds finished, 20 paired cases:") in block
+    assert "### MORSE vs nnU-Net\n" in (tmp_path / "RESULTS.md").read_text()
+    for metric in SHIFT:
+        digits = 2 if metric in ("HD95", "ASSD") else 4
+        row = paired.row(FOREGROUND_MEAN, metric)
+        difference = foreground(values["morse0"], metric) - foreground(values["base0"], metric)
+        floor = max(abs(np.mean(foreground(values[f"{arm}1"], metric) - foreground(values[f"{arm}0"], metric)))
+                    for arm in ("base", "morse"))
+        assert row.difference.mean == pytest.approx(np.mean(difference))
+        assert metric_line(block, metric).endswith(
+            f": {np.mean(difference):+.{digits}f} [{row.difference.low:+.{digits}f}, {row.difference.high:+.{digits}f}]"
+            f", p (BH) {row.p_adjusted:.3g}, noise floor {floor:.{digits}f}: **better**")
+    assert block.rstrip().endswith("[RESULTS.md](RESULTS.md).")
+    assert "**Cost**" in block and '- none: mark one with `"verdict": true`' in block.split("**Cost**")[1]
+
+
+@pytest.mark.parametrize("metric, low, high, p_adjusted, floor, word", [
+    ("Dice", 0.01, 0.03, 0.01, 0.005, "better"),
+    ("NSD", -0.03, -0.01, 0.01, 0.005, "worse"),
+    ("HD95", 0.01, 0.03, 0.01, 0.005, "worse"),
+    ("ASSD", -0.03, -0.01, 0.049, 0.005, "better"),
+    ("Dice", 0.01, 0.03, 0.05, 0.005, "no significant difference"),
+    ("Dice", -0.01, 0.03, 0.001, 0.005, "no significant difference"),
+    ("Dice", 0.01, 0.03, 0.01, 0.02, "within the seed-to-seed noise"),
+    ("HD95", -0.03, -0.01, 0.01, 0.03, "within the seed-to-seed noise"),
+    ("Dice", 0.01, 0.03, 0.01, None, "better, noise floor not yet measured"),
+    ("Dice", 0.01, 0.03, 0.2, None, "no significant difference"),
+])
+def test_verdict_word(metric, low, high, p_adjusted, floor, word):
+    mean = (low + high) / 2
+    difference = statistics.PairedDifference(20, 20, mean, mean, low, high, p_adjusted, "BCa", "")
+    assert verdict.verdict_word(metric, render.Row(FOREGROUND_MEAN, metric, None, None, difference, p_adjusted),
+                                floor) == word
+
+
+def test_verdict_says_preliminary_within_noise_and_noise_floor_not_yet_measured(headline, tmp_path):
+    study, values = headline
+    far = {c: {k: {m: v + 2 * SHIFT[m] for m, v in per_class.items()} for k, per_class in values["morse0"][c].items()}
+           for c in values["morse0"]}
+    for fold in (0, 1):  # the model's second seed lies twice as far from its first as the model from the baseline
+        write_finished_run(study, "nnUNetTrainerMORSE", 1, fold, fold_values(far, fold))
+    render_main()
+    block = block_of(tmp_path / "README.md")
+    assert "nnUNetTrainerMORSE − nnUNetTrainer: 2 of 2 folds finished, 20 paired cases:" in block
+    assert all(metric_line(block, m).endswith("**within the seed-to-seed noise**") for m in SHIFT)
+    os.remove(os.path.join(study.folder, "runs", "nnUNetTrainerMORSE", "seed0", "fold_1", "run.json"))
+    for trainer in ("nnUNetTrainer", "nnUNetTrainerMORSE"):
+        for fold in (0, 1):
+            os.remove(os.path.join(study.folder, "runs", trainer, "seed1", f"fold_{fold}", "run.json"))
+    render_main()
+    block = block_of(tmp_path / "README.md")
+    assert "2 folds finished (**preliminary**), 10 paired cases:" in block
+    # with 10 cases, case_03's missing Dice of class b leaves the foreground Dice's interval across 0
+    assert metric_line(block, "Dice").endswith("[-0.0196, +0.0489], p (BH) 0.084: **no significant difference**")
+    assert all(metric_line(block, m).endswith("**better, noise floor not yet measured**") for m in SHIFT if m != "Dice")
+    assert "noise floor 0" not in block
+
+
+def test_verdict_of_a_study_not_yet_run_and_a_reversed_headline(headline, tmp_path):
+    study, _ = headline
+    comparisons = [dict(study_definition()["comparisons"][0], verdict=True),
+                   {"title": "Reversed", "baseline": "nnUNetTrainerMORSE", "models": ["nnUNetTrainer"],
+                    "verdict": True}]
+    write_study(study.folder, comparisons=comparisons)
+    write_study(tmp_path / "results" / "unrun_study", title="Unrun study", comparisons=comparisons[:1])
+    render_main()
+    block = block_of(tmp_path / "README.md")
+    assert ("- [MORSE vs nnU-Net](RESULTS.md#morse-vs-nnu-net-1) (`unrun_study`), nnUNetTrainerMORSE − nnUNetTrainer: "
+            "not yet run (no finished fold of nnUNetTrainer at seed 0).") in block
+    reversed_part = block.split("[Reversed](RESULTS.md#reversed) (`test_study`), nnUNetTrainer − nnUNetTrainerMORSE")[1]
+    assert all(metric_line(reversed_part, m).endswith("**worse**") for m in SHIFT)
+
+
+def test_the_readme_outside_the_markers_is_kept_byte_for_byte(headline, tmp_path):
+    render_main()
+    with open(tmp_path / "README.md", newline="") as f:
+        text = f.read()
+    assert text.startswith(README_BEFORE + verdict.BEGIN + "\n\n**Quality**")
+    assert text.endswith("[RESULTS.md](RESULTS.md).\n\n" + verdict.END + README_AFTER)
+    assert "typed by hand" not in text
+
+
+@pytest.mark.parametrize("broken", ["no end marker", "twice", "reversed"])
+def test_a_readme_without_its_markers_is_refused_and_nothing_is_written(headline, tmp_path, broken):
+    text = {"no end marker": README_BEFORE + verdict.BEGIN + "\nold\n",
+            "twice": README_BEFORE + (verdict.BEGIN + "\nold\n" + verdict.END + "\n") * 2,
+            "reversed": README_BEFORE + verdict.END + "\nold\n" + verdict.BEGIN + "\n"}[broken]
+    (tmp_path / "README.md").write_bytes(text.encode())
+    with pytest.raises(SystemExit) as stop:
+        render_main()
+    assert str(stop.value) == (f"nnUNetv2_morse_results: error: {tmp_path / 'README.md'} has no verdict block: add "
+                               f"the two lines '{verdict.BEGIN}' and '{verdict.END}' (once each, in this order) where "
+                               "the verdict goes, or give the README that has them with --readme")
+    assert (tmp_path / "README.md").read_bytes() == text.encode()
+    assert not (tmp_path / "RESULTS.md").exists() and not (tmp_path / "results" / "figures").exists()
+
+
+def snapshot(folder):
+    return {os.path.join(root, name): os.stat(os.path.join(root, name)).st_mtime_ns
+            for root, _, names in os.walk(folder) for name in names}
+
+
+def test_check_passes_after_rendering_and_fails_on_a_hand_edit_or_a_new_run(headline, tmp_path, capsys):
+    study, values = headline
+    new_run = os.path.join(study.folder, "runs", "nnUNetTrainerMORSE", "seed0", "fold_1", "run.json")
+    os.rename(new_run, new_run + ".later")
+    render_main()
+    capsys.readouterr()
+    before = snapshot(tmp_path)
+    render_main("--check")
+    assert capsys.readouterr().out == "RESULTS.md and the verdict in README.md are up to date with results/\n"
+    assert snapshot(tmp_path) == before
+    stale = "is out of date with results/: run nnUNetv2_morse_results -i results --resamples 999"
+    readme, results = (tmp_path / "README.md").read_bytes(), (tmp_path / "RESULTS.md").read_bytes()
+    line = metric_line(block_of(tmp_path / "README.md"), "Dice")
+    typed = re.sub(r"[+-]\d\.\d{4}", "+0.0500", line, count=1)
+    assert typed != line
+    (tmp_path / "README.md").write_bytes(readme.replace(line.encode(), typed.encode()))
+    with pytest.raises(SystemExit) as stop:
+        render_main("--check")
+    assert str(stop.value) == f"the verdict in README.md {stale}"
+    (tmp_path / "README.md").write_bytes(readme)
+    assert b"| 10 |" in results
+    (tmp_path / "RESULTS.md").write_bytes(results.replace(b"| 10 |", b"| 11 |", 1))
+    with pytest.raises(SystemExit) as stop:
+        render_main("--check")
+    assert str(stop.value) == f"RESULTS.md {stale}"
+    (tmp_path / "RESULTS.md").write_bytes(results)
+    render_main("--check")
+    os.rename(new_run + ".later", new_run)
+    with pytest.raises(SystemExit) as stop:
+        render_main("--check")
+    assert str(stop.value) == f"RESULTS.md {stale}\nthe verdict in README.md {stale}"
+
+
+def benchmark_study(folder, plans):
+    """A headline benchmark study whose recorded table holds plans {plan: {trainer: (step, memory, inference)}} (none:
+    not yet run)."""
+    definition = {"kind": "benchmark", "title": "CPU 2d plans", "arguments": ["--preset", "2d"], "verdict": True}
+    write_json(definition, str(folder / "study.json"))
+    if plans is not None:
+        rows = {plan: [{"trainer": t, "step_s": s, "peak_memory_mb": m, "saved_for_backward_mb": 1.0, "inference_s": i}
+                       for t, (s, m, i) in trainers.items()] for plan, trainers in plans.items()}
+        write_json({"headers": {plan: plan for plan in rows}, "plans": rows}, str(folder / "benchmark_2d_cpu.json"))
+        write_json({"commands": [{"command": "benchmark"}], "machine": {"platform": "Linux", "cpu_count": 2},
+                    "recorded": "today", "files": ["benchmark_2d_cpu.json", "benchmark_2d_cpu.md"]},
+                   str(folder / "run.json"))
+    return load_study(str(folder))
+
+
+def test_verdict_cost_is_the_default_and_paper_ratios_over_the_plans(tmp_path):
+    base, morse, paper = "nnUNetTrainer", "nnUNetTrainerMORSE", "nnUNetTrainerMORSE_paper"
+    plans = {"2d 128x128": {base: (2.0, 1000.0, 4.0), morse: (2.1, 1010.0, 4.4), paper: (4.0, 1200.0, 5.0)},
+             "2d 512x512": {base: (10.0, 3000.0, 16.0), morse: (10.2, 3090.0, 15.2), paper: (10.4, 3150.0, 17.6),
+                            "nnUNetTrainerMORSE_lean": (11.0, 3000.0, 16.0)}}
+    study = benchmark_study(tmp_path / "plans", plans)
+    assert study.verdict
+    assert verdict.cost_line(study, "[CPU](R.md#cpu)") == (
+        "- [CPU](R.md#cpu): nnUNetTrainerMORSE step 1.020-1.050x, peak memory 1.010-1.030x, inference 0.950-1.100x "
+        "over 2 plans; nnUNetTrainerMORSE_paper step 1.040-2.000x, peak memory 1.050-1.200x, inference 1.100-1.250x "
+        "over 2 plans.")
+    one_plan = benchmark_study(tmp_path / "one",
+                               {"3d_fullres": {base: (20.0, 6000.0, 10.0), morse: (20.4, 6300.0, 10.7)}})
+    assert verdict.cost_line(one_plan, "[3d](R.md)") == (
+        "- [3d](R.md): nnUNetTrainerMORSE step 1.020x, peak memory 1.050x, inference 1.070x.")
+    assert verdict.cost_line(benchmark_study(tmp_path / "none", None), "[x](R.md)") == "- [x](R.md): not yet measured."
+
+
+@pytest.mark.parametrize("where", ["comparison", "benchmark"])
+def test_the_verdict_field_must_be_true_or_false(tmp_path, where):
+    if where == "comparison":
+        comparison = dict(study_definition()["comparisons"][0], verdict="yes")
+        write_json(study_definition(comparisons=[comparison]), str(tmp_path / "study.json"))
+        field = "comparisons[0].verdict"
+    else:
+        write_json({"kind": "benchmark", "title": "t", "arguments": [], "verdict": 1}, str(tmp_path / "study.json"))
+        field = "verdict"
+    with pytest.raises(StudyError, match=re.escape(f"field '{field}' must be true or false")):
+        load_study(str(tmp_path))
+    comparison = dict(study_definition()["comparisons"][0], verdikt=True)
+    write_json(study_definition(comparisons=[comparison]), str(tmp_path / "study.json"))
+    with pytest.raises(StudyError, match=re.escape("unknown field 'comparisons[0].verdikt'")):
+        load_study(str(tmp_path))
+
+
+def test_the_repository_results_and_readme_verdict_are_rendered_from_its_ledger(monkeypatch):
+    """Fails when a number in RESULTS.md or the README's verdict was typed by hand or runs were added without
+    rendering (at the committed 9999 resamples): run nnUNetv2_morse_results, commit RESULTS.md and README.md."""
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    render.main(["--check"])

@@ -69,10 +69,12 @@ class Run:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Models compared with a baseline, paired per case, at the study's comparison seed."""
+    """Models compared with a baseline, paired per case, at the study's comparison seed; verdict: a headline of the
+    README's verdict."""
     title: str
     baseline: str
     models: Tuple[str, ...]
+    verdict: bool
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ class BenchmarkStudy:
     description: str
     device: str
     arguments: Tuple[str, ...]
+    verdict: bool
 
     @property
     def name(self) -> str:
@@ -194,6 +197,10 @@ def _seeds(fields: _Fields, trainer: str, value: Any) -> Tuple[int, ...]:
     return tuple(value)
 
 
+def _verdict(fields: _Fields) -> bool:
+    return fields.get("verdict", False, bool, "true or false (a headline of the README's verdict)")
+
+
 def _training_study(folder: str, fields: _Fields) -> TrainingStudy:
     where = fields.where
     dataset = _Fields(fields.get("dataset", expected="builder, id, arguments"), "dataset", where)
@@ -227,7 +234,7 @@ def _training_study(folder: str, fields: _Fields) -> TrainingStudy:
     for index, entry in enumerate(fields.get("comparisons", [], list, "a list of comparisons")):
         comparison = _Fields(entry, f"comparisons[{index}]", where)
         comparisons.append(Comparison(comparison.text("title"), comparison.text("baseline"),
-                                      comparison.strings("models")))
+                                      comparison.strings("models"), _verdict(comparison)))
         comparison.finish()
     minutes = fields.get("minutes_per_training", None, (int, float), "a number of minutes")
     study = TrainingStudy(folder, fields.text("title"), fields.text("description", ""),
@@ -256,7 +263,7 @@ def _benchmark_study(folder: str, fields: _Fields) -> BenchmarkStudy:
         fields.fail("arguments", f"must leave {', '.join(RESERVED_BENCHMARK_OPTIONS)} to the ledger (the device is "
                                  "field 'device')", reserved)
     study = BenchmarkStudy(folder, fields.text("title"), fields.text("description", ""),
-                           fields.text("device", "cpu", DEVICES), arguments)
+                           fields.text("device", "cpu", DEVICES), arguments, _verdict(fields))
     fields.finish()
     return study
 

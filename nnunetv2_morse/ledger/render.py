@@ -1,8 +1,10 @@
-"""Renders RESULTS.md and its figures from the ledger alone: every study's definition and run records, the per-case
-metric reports of every finished fold, the training curves, and the benchmark tables.
+"""Renders RESULTS.md and its figures, and the README's verdict block, from the ledger alone: every study's
+definition and run records, the per-case metric reports of every finished fold, the training curves, and the
+benchmark tables.
 
-    nnUNetv2_morse_results                          # results/ -> RESULTS.md and results/figures/*.png
-    nnUNetv2_morse_results -i results -o RESULTS.md
+    nnUNetv2_morse_results                  # results/ -> RESULTS.md, results/figures/*.png, README.md's verdict
+    nnUNetv2_morse_results -i results -o RESULTS.md --readme README.md
+    nnUNetv2_morse_results --check          # writes nothing; exit status 1 if RESULTS.md or the verdict is stale
 
 Per study and comparison: mean and median per trainer of Dice, HD95, ASSD and NSD per class and for the per-case
 foreground mean, the paired per-case difference (model - baseline) with a bootstrap 95% confidence interval, the
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from functools import partial
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -221,11 +225,15 @@ def paired_table(pairs: Sequence[Tuple[str, Paired, Optional[Paired], Optional[P
 
 
 class StudyRenderer:
-    """The Markdown section of one training study and its figures."""
+    """The Markdown section of one training study, and its figures as drawings to make (render() draws nothing);
+    every arm, paired comparison and noise floor is computed once."""
 
     def __init__(self, study: TrainingStudy, figures: str, markdown_folder: str, resamples: int):
         self.study, self.figures, self.markdown_folder, self.resamples = study, figures, markdown_folder, resamples
+        self.drawings: List[Callable[[], None]] = []
         self.arms: Dict[Tuple[str, int, bool], Optional[Arm]] = {}
+        self.pairs: Dict[Tuple[str, str], Paired] = {}
+        self.noises: Dict[str, Optional[Paired]] = {}
         self.shown_folder = os.path.relpath(os.path.abspath(study.folder), markdown_folder)
 
     def arm(self, trainer: str, seed: int, head_off: bool = False) -> Optional[Arm]:
@@ -236,11 +244,25 @@ class StudyRenderer:
 
     def noise(self, trainer: str) -> Optional[Paired]:
         """The trainer at its first other seed against the comparison seed, or None."""
-        others = [s for s in self.study.seeds_of(trainer) if s != self.study.seed]
-        if not others:
-            return None
-        reference, other = self.arm(trainer, self.study.seed), self.arm(trainer, others[0])
-        return None if reference is None or other is None else compare_arms(reference, other, self.resamples)
+        if trainer not in self.noises:
+            others = [s for s in self.study.seeds_of(trainer) if s != self.study.seed]
+            reference = self.arm(trainer, self.study.seed)
+            other = self.arm(trainer, others[0]) if others else None
+            self.noises[trainer] = (None if reference is None or other is None
+                                    else compare_arms(reference, other, self.resamples))
+        return self.noises[trainer]
+
+    def paired(self, baseline: str, model: str) -> Paired:
+        """model against baseline at the comparison seed (both must have finished folds); ComparisonRefused if they
+        cannot be paired."""
+        if (baseline, model) not in self.pairs:
+            self.pairs[baseline, model] = compare_arms(self.arm(baseline, self.study.seed),
+                                                       self.arm(model, self.study.seed), self.resamples)
+        return self.pairs[baseline, model]
+
+    @property
+    def heading(self) -> str:
+        return f"## {self.study.title} (`{self.shown_folder}`)"
 
     def figure_link(self, name: str, caption: str) -> str:
         path = os.path.join(self.figures, name)
@@ -248,7 +270,7 @@ class StudyRenderer:
 
     def render(self) -> List[str]:
         study = self.study
-        lines = [f"## {study.title} (`{self.shown_folder}`)", ""]
+        lines = [self.heading, ""]
         if study.description:
             lines += [study.description, ""]
         lines += self.definition_table(self.records()) + [""] + self.runs_table() + [""]
@@ -339,8 +361,7 @@ class StudyRenderer:
                              f"{baseline if base_arm is None else model} at seed {self.study.seed}).")
                 continue
             try:
-                paired = compare_arms(base_arm, model_arm, self.resamples)
-                entries.append((model, paired, self.noise(baseline), self.noise(model)))
+                entries.append((model, self.paired(baseline, model), self.noise(baseline), self.noise(model)))
             except ComparisonRefused as refusal:
                 notes.append(f"{model} vs {baseline}: **not compared**: {refusal}.")
         lines += [f"- {n}" for n in notes] + ([""] if notes else [])
@@ -348,8 +369,8 @@ class StudyRenderer:
             return lines
         lines += self.paired_sections(entries, f"baseline {baseline} (seed {self.study.seed})")
         slug = f"{self.study.name}_{index + 1}"
-        self.plot_differences(entries, baseline, slug + "_differences.png")
-        self.plot_curves([baseline] + [e[0] for e in entries], slug + "_curves.png")
+        self.drawings += [partial(self.plot_differences, entries, baseline, slug + "_differences.png"),
+                          partial(self.plot_curves, [baseline] + [e[0] for e in entries], slug + "_curves.png")]
         lines += [self.figure_link(slug + "_differences.png", f"{title}: paired differences"), "",
                   self.figure_link(slug + "_curves.png", f"{title}: learning curves"), ""]
         return lines
@@ -388,7 +409,7 @@ class StudyRenderer:
         if entries:
             lines += self.paired_sections(entries, "same model with its head off", with_noise=False)
             name = f"{self.study.name}_head_off.png"
-            self.plot_differences(entries, "head off", name)
+            self.drawings.append(partial(self.plot_differences, entries, "head off", name))
             lines += [self.figure_link(name, "head on - head off"), ""]
         return lines + [""]
 
@@ -518,8 +539,23 @@ minus the comparison seed, paired the same way: a difference inside the noise fl
 """
 
 
-def render_results(results_folder: str, output: str, resamples: int) -> List[str]:
-    """Writes output (RESULTS.md) and results_folder/figures/*.png; returns the studies rendered."""
+@dataclass(frozen=True)
+class RenderedLedger:
+    """RESULTS.md's text and what it was rendered from: the studies, and each training study's renderer by folder
+    (its arms, paired comparisons and noise floors, computed once, and its figures to draw)."""
+    text: str
+    studies: Tuple[Any, ...]
+    renderers: Mapping[str, StudyRenderer]
+
+    def draw(self) -> None:
+        """Draws the figures into results_folder/figures."""
+        for renderer in self.renderers.values():
+            for drawing in renderer.drawings:
+                drawing()
+
+
+def render_ledger(results_folder: str, output: str, resamples: int) -> RenderedLedger:
+    """RESULTS.md as it would be written to output, in memory; no figure drawn yet."""
     markdown_folder = os.path.dirname(os.path.abspath(output))
     figures = os.path.join(results_folder, FIGURES_FOLDER)
     display = os.path.relpath(os.path.abspath(results_folder), markdown_folder)
@@ -529,29 +565,58 @@ def render_results(results_folder: str, output: str, resamples: int) -> List[str
         raise StudyError(f"no study.json under {results_folder}: give the ledger folder (-i)")
     studies = [load_study(folder) for folder in folders]
     cost = [s for s in studies if isinstance(s, BenchmarkStudy)]
+    renderers = {}
     for study in studies:
         if isinstance(study, TrainingStudy):
-            lines += StudyRenderer(study, figures, markdown_folder, resamples).render()
+            renderers[study.folder] = StudyRenderer(study, figures, markdown_folder, resamples)
+            lines += renderers[study.folder].render()
     lines += ["## Cost", ""] + [line for study in cost for line in cost_section(study, markdown_folder)]
     lines += cuda_tests_section(results_folder)
-    write_text(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip() + "\n", output)
-    return [s.name for s in studies]
+    return RenderedLedger(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip() + "\n", tuple(studies), renderers)
+
+
+def render_results(results_folder: str, output: str, resamples: int) -> List[str]:
+    """Writes output (RESULTS.md) and results_folder/figures/*.png; returns the studies rendered."""
+    rendered = render_ledger(results_folder, output, resamples)
+    rendered.draw()
+    write_text(rendered.text, output)
+    return [s.name for s in rendered.studies]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
+    from nnunetv2_morse.ledger.verdict import shown_path, stale_documents, write_documents
+
     parser = command_parser(PROG, __doc__.split("\n\n")[0])
     parser.add_argument("-i", dest="results", metavar="FOLDER", default="results",
                         help="the ledger folder (holding the studies)")
     parser.add_argument("-o", dest="output", metavar="FILE",
                         help="the Markdown file; default: RESULTS.md beside the ledger folder")
+    parser.add_argument("--readme", metavar="FILE",
+                        help="the README whose verdict block (between its verdict markers) is rendered from the "
+                             "ledger, the rest left as it is; default: README.md beside the ledger folder")
     parser.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples per confidence interval")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing: render in memory and say which of RESULTS.md and the README's verdict "
+                             "differ from what the ledger renders (exit status 1 if any; figures are not compared)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.results):
         parser.error(f"-i {args.results}: no such folder")
-    output = args.output or os.path.join(os.path.dirname(os.path.abspath(args.results)), "RESULTS.md")
+    root = os.path.dirname(os.path.abspath(args.results))
+    output = args.output or os.path.join(root, "RESULTS.md")
+    readme = args.readme or os.path.join(root, "README.md")
     with one_line_errors(PROG, (StudyError,)):
-        studies = render_results(args.results, output, args.resamples)
-    print(f"Wrote {output} ({len(studies)} studies) and {os.path.join(args.results, FIGURES_FOLDER)}/")
+        if not args.check:
+            studies = write_documents(args.results, output, readme, args.resamples)
+            print(f"Wrote {output} ({len(studies)} studies), {os.path.join(args.results, FIGURES_FOLDER)}/ and the "
+                  f"verdict in {readme}")
+            return
+        stale = stale_documents(args.results, output, readme, args.resamples)
+    ledger = f"{args.results.rstrip('/')}/"
+    if stale:
+        command = shlex.join([PROG] + [a for a in (sys.argv[1:] if argv is None else argv) if a != "--check"])
+        sys.exit("\n".join(f"{what} is out of date with {ledger}: run {command}" for what in stale))
+    print(f"{shown_path(output)} and the verdict in {shown_path(readme)} are up to date with {ledger}")
+
 
 if __name__ == "__main__":
     main()

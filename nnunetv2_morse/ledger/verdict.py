@@ -1,0 +1,207 @@
+"""The README's verdict: the headline comparisons and cost ratios, rendered from the ledger between two marker lines
+of the README (BEGIN, END) by ``nnUNetv2_morse_results``, and its ``--check`` that RESULTS.md and that block are
+what the ledger renders today.
+
+A headline is a training study's comparison or a benchmark study marked ``"verdict": true`` in its study.json.
+Quality, per headline comparison and model, for the per-case foreground mean of each metric: model - baseline with
+its bootstrap interval and BH-corrected p (the Paired rows of RESULTS.md, computed once for both) and one word
+(``verdict_word``). Cost, per headline benchmark study: the ratios of nnUNetTrainerMORSE (and _paper) to
+nnUNetTrainer, as a range over the plans measured.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from nnunetv2_morse.evaluation.statistics import CONFIDENCE_LEVEL
+from nnunetv2_morse.ledger.definition import BenchmarkStudy, Comparison, StudyError, TrainingStudy
+from nnunetv2_morse.ledger.records import read_json, write_text
+from nnunetv2_morse.ledger.render import (FOREGROUND_MEAN, HIGHER_IS_BETTER, METRICS, ComparisonRefused, Paired,
+                                          RenderedLedger, Row, StudyRenderer, _difference, _metric_label, _number, _p,
+                                          render_ledger)
+from nnunetv2_morse.ledger.run import RECORD_FILE
+
+BEGIN = "<!-- verdict: rendered by nnUNetv2_morse_results from the ledger (results/); do not edit -->"
+END = "<!-- end of verdict -->"
+SIGNIFICANCE = 0.05
+COST_BASELINE = "nnUNetTrainer"
+COST_TRAINERS = ("nnUNetTrainerMORSE", "nnUNetTrainerMORSE_paper")
+COST_RATIOS = (("step_s", "step"), ("peak_memory_mb", "peak memory"), ("inference_s", "inference"))
+
+
+def noise_floor(noises: Sequence[Optional[Paired]], metric: str) -> Optional[float]:
+    """The larger |mean seed-to-seed difference| of the foreground mean over the trainers with a second seed
+    finished (RESULTS.md's noise columns); None if neither has one."""
+    means = [abs(n.row(FOREGROUND_MEAN, metric).difference.mean) for n in noises if n is not None]
+    means = [m for m in means if np.isfinite(m)]
+    return max(means) if means else None
+
+
+def verdict_word(metric: str, row: Row, floor: Optional[float]) -> str:
+    """'better' or 'worse' (the model, by HIGHER_IS_BETTER) when p (BH) < SIGNIFICANCE and the interval excludes 0
+    and |difference| > floor; 'within the seed-to-seed noise' when |difference| <= floor; 'no significant
+    difference' otherwise. Without a floor (no second seed finished) 'better' and 'worse' say so."""
+    d = row.difference
+    if d.count == 0:
+        return "no case scored on both sides"
+    if not (row.p_adjusted < SIGNIFICANCE and (d.low > 0 or d.high < 0)):
+        return "no significant difference"
+    if floor is not None and abs(d.mean) <= floor:
+        return "within the seed-to-seed noise"
+    word = "better" if (d.low > 0) == HIGHER_IS_BETTER[metric] else "worse"
+    return word if floor is not None else f"{word}, noise floor not yet measured"
+
+
+def quality_lines(renderer: StudyRenderer, comparison: Comparison, model: str, link: str) -> List[str]:
+    """One list item: how much of the comparison has run, then per metric the foreground mean's difference, interval,
+    p (BH), noise floor and word."""
+    study, baseline = renderer.study, comparison.baseline
+    head = f"- {link}, {model} − {baseline}"
+    not_run = next((t for t in (baseline, model) if renderer.arm(t, study.seed) is None), None)
+    if not_run:
+        return [f"{head}: not yet run (no finished fold of {not_run} at seed {study.seed})."]
+    try:
+        paired = renderer.paired(baseline, model)
+        noises = (renderer.noise(baseline), renderer.noise(model))
+    except ComparisonRefused as refusal:
+        return [f"{head}: not compared: {refusal}."]
+    if not paired.folds:
+        return [f"{head}: not yet run (no fold finished by both)."]
+    preliminary = "" if len(paired.folds) == len(study.folds) else " (**preliminary**)"
+    lines = [f"{head}: {len(paired.folds)} of {len(study.folds)} folds finished{preliminary}, {paired.num_cases} "
+             "paired cases:"]
+    for metric in METRICS:
+        row, floor = paired.row(FOREGROUND_MEAN, metric), noise_floor(noises, metric)
+        noise = "" if floor is None else f", noise floor {_number(metric, floor)}"
+        lines.append(f"  - {_metric_label(metric)}: {_difference(metric, row.difference)}, p (BH) "
+                     f"{_p(row.p_adjusted)}{noise}: **{verdict_word(metric, row, floor)}**")
+    return lines
+
+
+def _ratio_range(ratios: Sequence[float]) -> str:
+    low, high = f"{min(ratios):.3f}", f"{max(ratios):.3f}"
+    return f"{low}x" if low == high else f"{low}-{high}x"
+
+
+def cost_line(study: BenchmarkStudy, link: str) -> str:
+    """One list item: each of COST_TRAINERS' ratios to COST_BASELINE in the study's recorded benchmark tables, the
+    range over its plans."""
+    record_file = os.path.join(study.folder, RECORD_FILE)
+    if not os.path.isfile(record_file):
+        return f"- {link}: not yet measured."
+    plans = [{row["trainer"]: row for row in rows} for name in read_json(record_file)["files"] if name.endswith(".json")
+             for rows in read_json(os.path.join(study.folder, name))["plans"].values()]
+    plans = [rows for rows in plans if COST_BASELINE in rows]
+    parts = []
+    for trainer in COST_TRAINERS:
+        measured = [rows for rows in plans if trainer in rows]
+        if measured:
+            parts.append(f"{trainer} " + ", ".join(
+                f"{name} {_ratio_range([rows[trainer][key] / rows[COST_BASELINE][key] for rows in measured])}"
+                for key, name in COST_RATIOS) + (f" over {len(measured)} plans" if len(measured) > 1 else ""))
+    return f"- {link}: " + ("; ".join(parts) if parts else f"no {' or '.join(COST_TRAINERS)} in its tables") + "."
+
+
+def heading_anchors(markdown: str) -> List[Tuple[str, str]]:
+    """(heading line, its anchor as GitHub makes it) for every heading, in order; a repeated anchor gets -1, -2, ..."""
+    found, seen = [], {}
+    for line in markdown.splitlines():
+        match = re.match(r"#{1,6} (.*)", line)
+        if match:
+            slug = re.sub(r"[^\w\- ]", "", match.group(1).strip().lower()).replace(" ", "-")
+            found.append((line, slug + (f"-{seen[slug]}" if slug in seen else "")))
+            seen[slug] = seen.get(slug, 0) + 1
+    return found
+
+
+def section_link(anchors: Sequence[Tuple[str, str]], target: str, section: str, heading: str, text: str) -> str:
+    """A Markdown link to the first heading line after the line section in target; to target itself if there is
+    none."""
+    lines = [line for line, _ in anchors]
+    start = lines.index(section) if section in lines else len(lines)
+    anchor = next((a for line, a in anchors[start:] if line == heading), None)
+    return f"[{text}]({target}" + (f"#{anchor})" if anchor else ")")
+
+
+def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str) -> str:
+    """The Markdown between the README's markers: headline quality, headline cost, and the link to RESULTS.md."""
+    target = os.path.relpath(os.path.abspath(results_file), os.path.dirname(os.path.abspath(readme_file)))
+    anchors = heading_anchors(rendered.text)
+    quality, cost = [], []
+    for study in rendered.studies:
+        if isinstance(study, TrainingStudy):
+            renderer = rendered.renderers[study.folder]
+            for comparison in (c for c in study.comparisons if c.verdict):
+                link = section_link(anchors, target, renderer.heading, f"### {comparison.title}", comparison.title)
+                for model in comparison.models:
+                    quality += quality_lines(renderer, comparison, model, f"{link} (`{study.name}`)")
+        elif study.verdict:
+            cost.append(cost_line(study, section_link(anchors, target, "## Cost", f"### {study.title}", study.title)))
+    unmarked = '- none: mark one with `"verdict": true` in its study.json.'
+    return "\n".join(
+        [f"**Quality**: the per-case foreground mean, model − baseline [{CONFIDENCE_LEVEL:.0%} bootstrap interval] and "
+         "the Wilcoxon p corrected over classes and metrics (BH). **better** or **worse** needs p (BH) < "
+         f"{SIGNIFICANCE} and an interval that excludes 0; a difference no larger than the noise floor (the larger "
+         "seed-to-seed mean difference of the two trainers) is **within the seed-to-seed noise**.", ""]
+        + (quality or [unmarked])
+        + ["", f"**Cost**: ratios to {COST_BASELINE} on the same plan (a range over the plans measured).", ""]
+        + (cost or [unmarked])
+        + ["", f"Every number, per class, with the noise floor, learning curves and all benchmark tables: "
+               f"[{os.path.basename(results_file)}]({target})."])
+
+
+def replace_block(readme: str, block: str, readme_file: str) -> str:
+    """readme with what lies between BEGIN and END replaced by block, the rest unchanged; StudyError unless it holds
+    each once, in this order."""
+    begin, end = readme.find(BEGIN), readme.find(END)
+    if readme.count(BEGIN) != 1 or readme.count(END) != 1 or end < begin:
+        raise StudyError(f"{readme_file} has no verdict block: add the two lines '{BEGIN}' and '{END}' (once each, "
+                         "in this order) where the verdict goes, or give the README that has them with --readme")
+    return readme[:begin + len(BEGIN)] + "\n\n" + block + "\n\n" + readme[end:]
+
+
+def _read(path: str, option: str) -> str:
+    if not os.path.isfile(path):
+        raise StudyError(f"{path}: no such file: give it with {option}")
+    with open(path, newline="") as f:
+        return f.read()
+
+
+def _documents(results_folder: str, results_file: str, readme_file: str,
+               resamples: int) -> Tuple[RenderedLedger, str, str]:
+    """RESULTS.md rendered in memory (no figure drawn), the README as it is and as rendered."""
+    rendered = render_ledger(results_folder, results_file, resamples)
+    readme = _read(readme_file, "--readme")
+    return rendered, readme, replace_block(readme, verdict_block(rendered, readme_file, results_file), readme_file)
+
+
+def write_documents(results_folder: str, results_file: str, readme_file: str, resamples: int) -> List[str]:
+    """Writes RESULTS.md, its figures and the README's verdict block (the README only if it changed), once all three
+    are rendered; returns the studies rendered."""
+    rendered, readme, new_readme = _documents(results_folder, results_file, readme_file, resamples)
+    rendered.draw()
+    write_text(rendered.text, results_file)
+    if new_readme != readme:
+        write_text(new_readme, readme_file)
+    return [s.name for s in rendered.studies]
+
+
+def stale_documents(results_folder: str, results_file: str, readme_file: str, resamples: int) -> List[str]:
+    """What differs from the ledger's rendering ('RESULTS.md', 'the verdict in README.md'), writing nothing and
+    drawing no figure."""
+    rendered, readme, new_readme = _documents(results_folder, results_file, readme_file, resamples)
+    stale = []
+    if not os.path.isfile(results_file) or _read(results_file, "-o") != rendered.text:
+        stale.append(shown_path(results_file))
+    if new_readme != readme:
+        stale.append(f"the verdict in {shown_path(readme_file)}")
+    return stale
+
+
+def shown_path(path: str) -> str:
+    """path relative to the working directory if it lies below it, else absolute."""
+    relative = os.path.relpath(os.path.abspath(path))
+    return os.path.abspath(path) if relative.startswith(os.pardir) else relative
