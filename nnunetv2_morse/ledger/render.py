@@ -60,13 +60,20 @@ class Arm:
     values: Mapping[str, Mapping[str, Mapping[str, float]]]
 
     def array(self, cases: Sequence[str], class_name: str, metric: str) -> np.ndarray:
-        """(len(cases),) values; FOREGROUND_MEAN is the per-case mean over the classes with a value."""
-        if class_name != FOREGROUND_MEAN:
-            return np.array([self.values[c][class_name][metric] for c in cases], dtype=float)
-        per_class = np.array([[self.values[c][k][metric] for k in self.classes] for c in cases], dtype=float)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmean(per_class, axis=1) if per_class.size else np.zeros(0)
+        """(len(cases),) values of one class (NaN where the report has none)."""
+        return np.array([self.values[c][class_name][metric] for c in cases], dtype=float)
+
+
+def paired_foreground_means(baseline: Arm, model: Arm, cases: Sequence[str], metric: str
+                            ) -> Tuple[np.ndarray, np.ndarray]:
+    """(len(cases),) per-case means over the classes that both arms scored in that case (NaN where none), so that
+    both sides of a pair average the same classes."""
+    b = np.array([baseline.array(cases, k, metric) for k in baseline.classes]).reshape(len(baseline.classes), -1)
+    m = np.array([model.array(cases, k, metric) for k in baseline.classes]).reshape(len(baseline.classes), -1)
+    both = np.isfinite(b) & np.isfinite(m)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.where(both, b, np.nan), axis=0), np.nanmean(np.where(both, m, np.nan), axis=0)
 
 
 def _value(value: Any) -> float:
@@ -148,7 +155,8 @@ def compare_arms(baseline: Arm, model: Arm, resamples: int) -> Paired:
     for class_name in (*baseline.classes, FOREGROUND_MEAN):
         differences[class_name] = {}
         for metric in METRICS:
-            b, m = baseline.array(cases, class_name, metric), model.array(cases, class_name, metric)
+            b, m = (paired_foreground_means(baseline, model, cases, metric) if class_name == FOREGROUND_MEAN
+                    else (baseline.array(cases, class_name, metric), model.array(cases, class_name, metric)))
             both = np.isfinite(b) & np.isfinite(m)
             differences[class_name][metric] = (m[both] - b[both]).tolist()
             rows.append((class_name, metric, statistics.summary(b[both]), statistics.summary(m[both]),
@@ -382,7 +390,7 @@ class StudyRenderer:
             preliminary = "" if len(folds) == len(self.study.folds) else " (**preliminary**: not all folds finished)"
             lines.append(f"- {name}: {paired.num_cases} cases of folds {_list(folds)} paired with the "
                          f"{baseline_text}{preliminary}.")
-        lines += ["", "Foreground mean (per case, the mean over the classes):", ""]
+        lines += ["", "Foreground mean (per case, the mean over the classes scored on both sides):", ""]
         lines += paired_table(entries, [FOREGROUND_MEAN], "model", with_noise) + [""]
         for name, paired, baseline_noise, model_noise in entries:
             classes = [r.class_name for r in paired.rows if r.metric == METRICS[0]]
