@@ -196,3 +196,17 @@ def test_test_points_sets_nnunet_ext_trainer_when_unset(sweep_workspace, monkeyp
     with pytest.raises(SystemExit, match="stop"):
         test_points.main(["-d", "999", "-c", "cfg", "-tr", "nnUNetTrainerMORSE", "-device", "cpu"])
     assert seen == [TRAINER_DIR]
+
+
+@pytest.mark.parametrize("empty, absent_dice", [("one", 1.0), ("nan", None)])
+def test_test_points_scores_a_class_absent_everywhere_by_the_empty_convention(sweep_workspace, empty, absent_dice):
+    """--empty as in nnUNetv2_morse_evaluate: the ledger scores head on and head off with nnU-Net's 'nan'."""
+    [dataset_json] = sweep_workspace.glob("results/*/*/dataset.json")
+    dataset_json.write_text(json.dumps({**DATASET_JSON, "labels": {**DATASET_JSON["labels"], "c": 3}}))
+    output = sweep_workspace / "sweep"
+    test_points.main(["-d", "999", "-c", "cfg", "-tr", "nnUNetTrainerMORSE", "-f", "0", "-device", "cpu", "-np", "1",
+                      "--counts", "0", "--empty", empty, "-o", str(output)])
+    report = json.loads((output / "ntest_0" / "boundary_metrics.json").read_text())
+    assert report["empty_convention"] == empty
+    assert [case["metrics"]["c"]["Dice"] for case in report["metric_per_case"]] == [absent_dice, absent_dice]
+    assert [case["metrics"]["a"]["Dice"] for case in report["metric_per_case"]] == [1.0, 1.0]

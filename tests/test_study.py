@@ -97,14 +97,14 @@ def test_resume_skips_finished_runs_continues_interrupted_ones_and_records_train
     assert fake.commands == [
         "nnUNetv2_plan_and_preprocess -d 961 -c 2d --verify_dataset_integrity -np 1",
         f"nnUNetv2_train 961 2d 0 -tr {morse} -p nnUNetPlans -device cpu --val",
-        f"nnUNetv2_morse_evaluate_cv -d 961 -tr {morse} -c 2d -p nnUNetPlans -f 0 -np 1",
+        f"nnUNetv2_morse_evaluate_cv -d 961 -tr {morse} -c 2d -p nnUNetPlans -f 0 -np 1 --empty nan",
         f"nnUNetv2_morse_test_points -d 961 -c 2d -tr {morse} -p nnUNetPlans -f 0 --counts 0 -o "
-        f"{head_off.format(0)} -device cpu -np 1",
+        f"{head_off.format(0)} -device cpu -np 1 --empty nan",
         f"nnUNetv2_train 961 2d 1 -tr {nnunet} -p nnUNetPlans -device cpu --c",
-        f"nnUNetv2_morse_evaluate_cv -d 961 -tr {nnunet} -c 2d -p nnUNetPlans -f 1 -np 1",
-        f"nnUNetv2_morse_evaluate_cv -d 961 -tr {morse} -c 2d -p nnUNetPlans -f 1 -np 1",
+        f"nnUNetv2_morse_evaluate_cv -d 961 -tr {nnunet} -c 2d -p nnUNetPlans -f 1 -np 1 --empty nan",
+        f"nnUNetv2_morse_evaluate_cv -d 961 -tr {morse} -c 2d -p nnUNetPlans -f 1 -np 1 --empty nan",
         f"nnUNetv2_morse_test_points -d 961 -c 2d -tr {morse} -p nnUNetPlans -f 1 --counts 0 -o "
-        f"{head_off.format(1)} -device cpu -np 1"]
+        f"{head_off.format(1)} -device cpu -np 1 --empty nan"]
     ledger = os.path.join(study.folder, "runs", "nnUNetTrainerMORSE", "seed0", "fold_0")
     with open(os.path.join(ledger, "curves.json")) as f:
         assert json.load(f) == {**{k: v for k, v in CURVES.items() if k != "not_a_curve"},

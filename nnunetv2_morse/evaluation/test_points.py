@@ -20,7 +20,7 @@ from nnunetv2_morse.cli import (DEFAULT_CHECKPOINT, DEFAULT_PLANS, Fold, add_dev
                                 trained_model_folder, trained_predictor, write_json)
 from nnunetv2_morse.evaluation.evaluate import (DEFAULT_TOLERANCE_MM, EvaluationError, build_report, evaluate_cases,
                                                 load_json, paired_files, validation_cases)
-from nnunetv2_morse.evaluation.metrics import classes_from_dataset_json
+from nnunetv2_morse.evaluation.metrics import DEFAULT_EMPTY, EMPTY_RULES, classes_from_dataset_json
 
 SUMMARY_METRICS = ("Dice", "HD95", "NSD")
 # default counts besides 0: the model's own N_test times these factors
@@ -36,9 +36,10 @@ def default_counts(model_count: int, patch_voxels: int) -> List[int]:
 def sweep_test_points(dataset: str, trainer: str, configuration: str, fold: Fold, counts: Optional[Sequence[int]],
                       output_folder: str, plans: str = DEFAULT_PLANS, checkpoint: str = DEFAULT_CHECKPOINT,
                       device: str = "auto", use_mirroring: bool = True, num_processes: int = 2,
-                      tolerance_mm: float = DEFAULT_TOLERANCE_MM) -> dict:
-    """Predicts and scores the fold's validation cases at every count (None: default_counts); returns the JSON
-    report {"rows": [...], ...}."""
+                      tolerance_mm: float = DEFAULT_TOLERANCE_MM, empty: str = DEFAULT_EMPTY) -> dict:
+    """Predicts and scores the fold's validation cases at every count (None: default_counts) with the empty-class
+    convention empty ("one" or "nan", as nnUNetv2_morse_evaluate's --empty); returns the JSON report
+    {"rows": [...], ...}."""
     from nnunetv2.utilities.utils import create_lists_from_splitted_dataset_folder
 
     if counts is not None and (not counts or any(c < 0 for c in counts)):
@@ -79,8 +80,8 @@ def sweep_test_points(dataset: str, trainer: str, configuration: str, fold: Fold
         predictions = os.path.join(output_folder, f"ntest_{count}")
         seconds = predict(count, predictions, inputs)
         results = evaluate_cases(paired_files(reference_folder, predictions, file_ending, cases), dataset_json,
-                                 classes, num_processes)
-        report = build_report(results, classes, dataset_json, prediction_folder=predictions)
+                                 classes, num_processes, empty)
+        report = build_report(results, classes, dataset_json, empty, prediction_folder=predictions)
         write_json(report, os.path.join(predictions, "boundary_metrics.json"))
         rows.append({"num_test_points": count, "seconds": seconds, "seconds_per_case": seconds / len(cases),
                      "foreground_mean": report["foreground_mean"], "mean": report["mean"]})
@@ -133,6 +134,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     add_processes_argument(parser, "preprocessing, export and scoring")
     parser.add_argument("--tolerance-mm", metavar="MM", type=float, default=DEFAULT_TOLERANCE_MM,
                         help="NSD tolerance")
+    parser.add_argument("--empty", choices=list(EMPTY_RULES), default=DEFAULT_EMPTY,
+                        help="score of a class empty in both reference and prediction, as nnUNetv2_morse_evaluate's "
+                             "--empty: 'one' = a correct absence, 'nan' = undefined, left out of the means")
     args = parser.parse_args(argv)
     if args.counts is not None and any(count < 0 for count in args.counts):
         parser.error(f"--counts needs integers >= 0 (0 = coarse output), got {args.counts}")
@@ -142,7 +146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             "test_points")
         result = sweep_test_points(args.dataset, args.trainer, args.configuration, args.fold, args.counts,
                                    output_folder, args.plans, args.checkpoint, args.device, not args.disable_tta,
-                                   args.num_processes, args.tolerance_mm)
+                                   args.num_processes, args.tolerance_mm, args.empty)
     table = markdown_summary(result)
     write_json(result, os.path.join(output_folder, "test_points.json"))
     with open(os.path.join(output_folder, "test_points.md"), "w") as f:

@@ -39,6 +39,9 @@ WORK_VARIABLE = "MORSE_LEDGER_WORK"
 DATASET_RECORD = "ledger_dataset.json"
 COMMANDS_RECORD = "ledger_commands.json"
 CROSSVAL_REPORT = "crossval_boundary_metrics.json"
+# nnU-Net's own convention: a class absent from both the reference and the prediction of a case is left out of that
+# case's scores, rather than scored as a perfect absence that both sides of every comparison share
+EMPTY_CONVENTION = "nan"
 HEAD_OFF_FOLDER = "head_off"
 BENCHMARK_OUTPUTS = ("benchmark_*.json", "benchmark_*.md", "profile_*.txt")
 STATES = {"done": "done", "record": "to score and record", "validate": "to validate (--val)", "resume": "to resume (--c)",
@@ -265,14 +268,14 @@ def train_and_record(study: TrainingStudy, workspace: Workspace, run: Run, state
         commands(train + {"train": [], "resume": ["--c"], "validate": ["--val"]}[state], network_environment)
     ledger = os.path.join(study.folder, run.folder)
     commands(["nnUNetv2_morse_evaluate_cv", "-d", dataset, "-tr", trainer, "-c", study.configuration, "-p", PLANS,
-              "-f", str(run.fold), "-np", str(num_processes)])
+              "-f", str(run.fold), "-np", str(num_processes), "--empty", EMPTY_CONVENTION])
     records.copy_file(os.path.join(os.path.dirname(fold_folder), CROSSVAL_REPORT),
                       os.path.join(ledger, METRICS_FILE))
     if run.trainer in study.head_off:
         head_off = os.path.join(fold_folder, HEAD_OFF_FOLDER)
         commands(["nnUNetv2_morse_test_points", "-d", dataset, "-c", study.configuration, "-tr", trainer, "-p", PLANS,
                   "-f", str(run.fold), "--counts", "0", "-o", head_off, "-device", device, "-np",
-                  str(num_processes)], network_environment)
+                  str(num_processes), "--empty", EMPTY_CONVENTION], network_environment)
         records.copy_file(os.path.join(head_off, "ntest_0", "boundary_metrics.json"),
                           os.path.join(ledger, HEAD_OFF_FILE))
     curves = records.training_curves(os.path.join(fold_folder, "checkpoint_final.pth"))
