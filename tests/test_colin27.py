@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 from nnunetv2_morse.datasets import colin27
-from nnunetv2_morse.datasets.colin27 import (LABELS, class_of_region, contiguous_folds, make_colin27_dataset,
+from nnunetv2_morse.datasets.colin27 import (LABELS, class_of_region, contiguous_folds, interleaved_folds, make_colin27_dataset,
                                              read_region_names, region_class_lut)
 from nnunetv2_morse.datasets.commands import make_colin27_entry
 
@@ -153,6 +153,26 @@ def test_contiguous_folds():
                                           ["c10", "c11"]]
     with pytest.raises(ValueError, match="need at least 5"):
         contiguous_folds(["a", "b"])
+
+
+def test_interleaved_folds():
+    splits = interleaved_folds([f"c{i}" for i in range(13)], slab=2)
+    assert [s["val"] for s in splits] == [["c0", "c1", "c10", "c11"], ["c2", "c3", "c12"], ["c4", "c5"], ["c6", "c7"],
+                                          ["c8", "c9"]]
+    for split in splits:
+        assert sorted(split["train"] + split["val"]) == sorted(f"c{i}" for i in range(13))
+    with pytest.raises(ValueError, match="only 4 slabs of 3 of the 12 cases, need at least 5"):
+        interleaved_folds([f"c{i}" for i in range(12)], slab=3)
+
+
+def test_2d_validation_slabs_dealt_to_the_folds(tmp_path, source):
+    folder, splits = build(tmp_path, source, "2d", validation_slab=3)
+    case_ids = [f"colin27_z{z:03d}" for z in BRAIN_SLICES]
+    assert splits == interleaved_folds(case_ids, 3) and splits[0]["val"][:4] == case_ids[:3] + case_ids[15:16]
+    with open(os.path.join(folder, "splits_final.json")) as f:
+        assert json.load(f) == splits
+    with open(os.path.join(folder, "dataset.json")) as f:
+        assert "slabs of 3 cases dealt to the folds in turn" in json.load(f)["description"]
 
 
 def test_console_script(tmp_path, source, monkeypatch, capsys):

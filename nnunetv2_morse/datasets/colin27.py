@@ -30,8 +30,14 @@ slice's are used (2D: slices below that are skipped), every ``every``-th of them
 ``downsample`` F > 1 crops y and x to multiples of F and averages the image / takes the majority label over F x F
 blocks (in-plane spacing F mm); z is never resampled.
 
-Folds. All cases are training cases of a single subject, so neighbouring slices are nearly identical; the 5 folds'
-validation sets are therefore contiguous blocks of slices (slabs) in z order, each case validated exactly once.
+Folds. All cases are training cases of a single subject, so neighbouring slices are nearly identical, and each case
+is validated exactly once. By default (``validation_slab`` 0) the 5 folds' validation sets are contiguous blocks of
+cases in z order: fold 0 validates the lowest fifth of the brain with a model that has seen only the rest, so it
+measures extrapolation to anatomy never seen (lobes absent from the training slices are missed entirely).
+``validation_slab`` N > 0 cuts the cases into slabs of N consecutive cases and deals them to the folds in turn
+(slab i to fold i mod 5): every fold validates slabs spread over the whole brain, each validation case at most
+about N/2 slices from a training case, which is closer to segmenting a new scan of anatomy the model has seen
+(absolute scores are then optimistic; paired comparisons of trainers stay fair, all trainers seeing the same slices).
 ``splits_final.json`` is written to ``$nnUNet_preprocessed/Dataset<ID>_<name>/``, where nnU-Net reads it, and to
 the raw dataset folder. ``nnUNetv2_plan_and_preprocess`` keeps it: it only replaces its configuration folders
 (e.g. ``nnUNetPlans_2d``), and its planner (2.8, the version required here) copies the raw folder's copy there
@@ -51,7 +57,7 @@ from skimage.measure import block_reduce
 from nnunetv2_morse.datasets.raw import majority_downsample, prepare_raw_dataset_folder, write_case, write_dataset_json
 
 __all__ = ["make_colin27_dataset", "read_region_names", "class_of_region", "region_class_lut", "contiguous_folds",
-           "missing_source_files", "install_source", "CLASS_GROUPS", "LABELS", "DEFAULT_SOURCE_DIR", "SOURCE_FILES"]
+           "interleaved_folds", "missing_source_files", "install_source", "CLASS_GROUPS", "LABELS", "DEFAULT_SOURCE_DIR", "SOURCE_FILES"]
 
 DEFAULT_SOURCE_DIR = "/usr/share/mricron/templates"
 T1_FILE, ATLAS_FILE, NAMES_FILE = "ch2.nii.gz", "aal.nii.gz", "aal.nii.txt"
@@ -125,6 +131,20 @@ def contiguous_folds(case_ids: Sequence[str], num_folds: int = NUM_FOLDS) -> Lis
     return splits
 
 
+def interleaved_folds(case_ids: Sequence[str], slab: int, num_folds: int = NUM_FOLDS) -> List[Dict[str, List[str]]]:
+    """nnU-Net splits: ``case_ids`` (in the given order) cut into slabs of ``slab`` consecutive cases (the last may
+    be shorter), slab i validated by fold i mod ``num_folds``; every fold trains on all other cases."""
+    if slab < 1:
+        raise ValueError(f"slab must be >= 1, got {slab}")
+    num_slabs = -(-len(case_ids) // slab)
+    if num_slabs < num_folds:
+        raise ValueError(f"only {num_slabs} slabs of {slab} of the {len(case_ids)} cases, need at least {num_folds} "
+                         f"for {num_folds} folds: use thinner validation slabs")
+    fold_of = [(i // slab) % num_folds for i in range(len(case_ids))]
+    return [{"train": [c for c, f in zip(case_ids, fold_of) if f != k],
+             "val": [c for c, f in zip(case_ids, fold_of) if f == k]} for k in range(num_folds)]
+
+
 def _load_source(source_dir: str) -> Tuple[sitk.Image, np.ndarray, np.ndarray]:
     """(T1 image, T1 array float32 (z, y, x), class labels uint8 (z, y, x)) from ``source_dir``."""
     missing = missing_source_files(source_dir)
@@ -159,7 +179,7 @@ def _downsample_in_plane(image: np.ndarray, labels: np.ndarray, factor: int) -> 
 
 
 def make_colin27_dataset(raw_dir: str, dataset_id: int, mode: str = "2d", every: int = 1, downsample: int = 1,
-                         slab_thickness: int = 16, min_brain_fraction: float = 0.05,
+                         slab_thickness: int = 16, min_brain_fraction: float = 0.05, validation_slab: int = 0,
                          source_dir: str = DEFAULT_SOURCE_DIR, preprocessed_dir: Optional[str] = None,
                          name: str = "Colin27AAL") -> str:
     """Write ``<raw_dir>/Dataset<ID>_<name>`` (nnU-Net v2 raw format, no imagesTs) and ``splits_final.json``;
@@ -167,7 +187,9 @@ def make_colin27_dataset(raw_dir: str, dataset_id: int, mode: str = "2d", every:
 
     mode: "2d" (axial slices) or "3d" (axial slabs of about ``slab_thickness`` kept slices); every: keep every
     every-th slice; downsample: in-plane block size (spacing in mm); min_brain_fraction: labelled area relative to
-    the largest slice's below which end slices are dropped; preprocessed_dir: default ``$nnUNet_preprocessed``.
+    the largest slice's below which end slices are dropped; validation_slab: 0 for one contiguous validation block
+    per fold, N > 0 for slabs of N cases dealt to the folds in turn (module doc); preprocessed_dir: default
+    ``$nnUNet_preprocessed``.
     Case ids are ``colin27_z<first>`` (2D) and ``colin27_z<first>-<last>`` (3D), z being the source slice index.
     """
     if mode not in ("2d", "3d"):
@@ -175,6 +197,8 @@ def make_colin27_dataset(raw_dir: str, dataset_id: int, mode: str = "2d", every:
     if every < 1 or downsample < 1 or slab_thickness < 1:
         raise ValueError(f"every, downsample and slab_thickness must be >= 1, got {every}, {downsample}, "
                          f"{slab_thickness}")
+    if validation_slab < 0:
+        raise ValueError(f"validation_slab must be >= 0 (0: contiguous blocks), got {validation_slab}")
     if not 0.0 <= min_brain_fraction <= 1.0:
         raise ValueError(f"min_brain_fraction must be in [0, 1], got {min_brain_fraction}")
     preprocessed_dir = preprocessed_dir or os.environ.get("nnUNet_preprocessed")
@@ -208,7 +232,7 @@ def make_colin27_dataset(raw_dir: str, dataset_id: int, mode: str = "2d", every:
     if len(case_ids) < NUM_FOLDS:
         raise ValueError(f"only {len(case_ids)} {mode} cases, need at least {NUM_FOLDS} for {NUM_FOLDS} folds: lower "
                          f"--every{' or --slab-thickness' if mode == '3d' else ''}")
-    splits = contiguous_folds(case_ids)
+    splits = interleaved_folds(case_ids, validation_slab) if validation_slab else contiguous_folds(case_ids)
 
     folder = prepare_raw_dataset_folder(raw_dir, dataset_id, name, ("imagesTr", "labelsTr"))
     for case_id, group in zip(case_ids, groups):
@@ -219,9 +243,11 @@ def make_colin27_dataset(raw_dir: str, dataset_id: int, mode: str = "2d", every:
             case_image, case_labels, origin = image[group], labels[group], corner[::-1]
         write_case(folder, case_id, case_image, case_labels, spacing, origin, direction_out)
 
+    folds = (f"slabs of {validation_slab} cases dealt to the folds in turn" if validation_slab
+             else "contiguous blocks in z")
     write_dataset_json(folder, name, f"Colin27 T1 (mricron-data ch2) with AAL regions grouped into lobes; {mode} "
                                      f"axial {'slices' if mode == '2d' else 'slabs'}, every {every}, in-plane "
-                                     f"downsampling {downsample}; folds are contiguous blocks in z.", "T1", LABELS,
+                                     f"downsampling {downsample}; folds are {folds}.", "T1", LABELS,
                        len(case_ids), licence=SOURCE_LICENCE)
     split_folders = (folder, os.path.join(preprocessed_dir, os.path.basename(folder)))
     for split_folder in split_folders:

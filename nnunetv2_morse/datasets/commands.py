@@ -65,14 +65,16 @@ def make_boundary_dataset_entry(argv: Optional[Sequence[str]] = None) -> int:
 def make_colin27_entry(argv: Optional[Sequence[str]] = None) -> int:
     """Console script ``nnUNetv2_morse_make_colin27``: writes into ``$nnUNet_raw`` and ``$nnUNet_preprocessed``."""
     parser = _parser("Write the Colin27 T1 + AAL lobes benchmark (Debian mricron-data) as an nnU-Net v2 raw dataset "
-                     "into $nnUNet_raw, with contiguous-block folds in $nnUNet_preprocessed/<dataset>/"
-                     "splits_final.json.")
+                     "into $nnUNet_raw, with its 5 folds in $nnUNet_preprocessed/<dataset>/splits_final.json.")
     parser.add_argument("--mode", choices=("2d", "3d"), required=True, default=argparse.SUPPRESS,
                         help="axial slices or axial slabs")
     parser.add_argument("--every", type=int, default=1, help="keep every K-th axial slice")
     parser.add_argument("--downsample", type=int, default=1,
                         help="in-plane block size F: F x F voxels become one, spacing F mm (2 on a CPU)")
     parser.add_argument("--slab-thickness", type=int, default=16, help="3D: kept slices per slab")
+    parser.add_argument("--validation-slab", type=int, default=0,
+                        help="0: each fold validates one contiguous block of cases (extrapolation to unseen "
+                             "anatomy); N: slabs of N consecutive cases dealt to the folds in turn")
     parser.add_argument("--source", dest="source_dir", default="/usr/share/mricron/templates",
                         help="folder holding mricron-data's ch2.nii.gz, aal.nii.gz and aal.nii.txt")
     parser.add_argument("--install", action="store_true",
