@@ -88,9 +88,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, trainer_default: str = 
                            help="checkpoint file in the fold's folder")
 
 
-def add_device_argument(parser: argparse.ArgumentParser) -> None:
-    """-device: auto (cuda when available, else cpu), cuda, cpu or mps; resolve it with resolve_device."""
-    parser.add_argument("-device", choices=DEVICES, default="auto",
+def add_device_argument(parser: argparse.ArgumentParser, choices: Sequence[str] = DEVICES,
+                        aliases: Sequence[str] = ()) -> None:
+    """-device (also spelled as aliases): auto (cuda when available, else cpu) or one of choices (default: cuda, cpu
+    or mps); resolve it with resolve_device."""
+    parser.add_argument("-device", *aliases, dest="device", choices=choices, default="auto",
                         help="device to run the network on; auto = cuda when available, else cpu")
 
 

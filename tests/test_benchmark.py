@@ -1,6 +1,7 @@
-"""The benchmark command runs end to end on the CPU at a tiny size and writes its tables; its FLOP shares are
-torch's counter's numbers."""
+"""The benchmark command (nnUNetv2_morse_benchmark) runs end to end on the CPU at a tiny size, also as a study of
+the ledger, and writes its tables; bad input is refused in one line; its FLOP shares are torch's counter's numbers."""
 import json
+import os
 
 import pytest
 import torch
@@ -8,12 +9,25 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunetv2_morse import benchmark
+from ledger_files import write_json
+from nnunetv2_morse import benchmark, cost
+from nnunetv2_morse.ledger.render import render_results
+from nnunetv2_morse.ledger.run import run_study_folder
 from plans import SMALL, SmallMORSE, build
 
+PROG = "nnUNetv2_morse_benchmark"
 
-def test_benchmark_smoke(tmp_path, monkeypatch, capsys):
+
+@pytest.fixture
+def nnunet_folders(monkeypatch, tmp_path):
+    """nnU-Net's three folders, restored afterwards (the benchmark points them at its plans' work folder)."""
     monkeypatch.delenv("nnUNet_n_proc_DA", raising=False)
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(name, str(tmp_path / name))
+
+
+def test_benchmark_smoke(tmp_path, nnunet_folders, capsys):
+    """3d_fullres at a tiny image size; --device, the alias of -device that older commands use."""
     benchmark.main(["--preset", "3d_fullres", "--device", "cpu", "--image-shape", "12", "40", "40", "--steps", "1",
                     "--warmup", "1", "--no-mirroring", "--trainers", "nnUNetTrainer", "nnUNetTrainerMORSE",
                     "--test-points", "256", "1024", "--out", str(tmp_path)])
@@ -34,12 +48,21 @@ def test_benchmark_smoke(tmp_path, monkeypatch, capsys):
     assert "| nnUNetTrainerMORSE |" in capsys.readouterr().out
 
 
-def test_2d_plans_in_one_run(tmp_path, monkeypatch):
-    monkeypatch.delenv("nnUNet_n_proc_DA", raising=False)
-    benchmark.main(["--plans2d", "32", "--image-shape", "4", "32", "32", "--device", "cpu", "--steps", "1",
-                    "--warmup", "0", "--rounds", "2", "--clock", "cpu", "--no-mirroring", "--case-scale", "1",
-                    "--trainers", "nnUNetTrainer", "nnUNetTrainerMORSE", "--out", str(tmp_path)])
-    with open(tmp_path / "benchmark_2d_plans_cpu.json") as f:
+def test_2d_plans_in_one_run_as_a_study_of_the_ledger(tmp_path, nnunet_folders):
+    """The ledger's command line (-device, --out) runs the benchmark, keeps its files and renders its tables."""
+    folder = tmp_path / "results" / "cost" / "cpu_2d_plans"
+    write_json({"kind": "benchmark", "title": "2d plans", "arguments": [
+        "--plans2d", "32", "--image-shape", "4", "32", "32", "--steps", "1", "--warmup", "0", "--rounds", "2",
+        "--clock", "cpu", "--no-mirroring", "--case-scale", "1", "--trainers", "nnUNetTrainer", "nnUNetTrainerMORSE"]},
+        str(folder / "study.json"))
+
+    def in_process(command, environment=None):
+        assert command[0] == PROG
+        benchmark.main(command[1:])
+        return {"command": " ".join(command), "seconds": 1.0}
+
+    run_study_folder(str(folder), str(tmp_path / "work"), execute=in_process)
+    with open(folder / "benchmark_2d_plans_cpu.json") as f:
         plans = json.load(f)["plans"]
     assert list(plans) == ["2d 32x32"]
     rows = plans["2d 32x32"]
@@ -48,20 +71,67 @@ def test_2d_plans_in_one_run(tmp_path, monkeypatch):
         assert row["patch_size"] == [32, 32] and row["batch_size"] == 2 and len(row["rounds"]) == 2
         assert row["step_s"] == min(r["step_s"] for r in row["rounds"])
     assert rows[1]["flops"]["train_points"] == 32 * 32 // 32
-    sections = (tmp_path / "benchmark_2d_plans_cpu.md").read_text().split("\n\n")
+    sections = (folder / "benchmark_2d_plans_cpu.md").read_text().split("\n\n")
     assert "| 2d 32x32 (32x32, 2) | nnUNetTrainerMORSE |" in sections[1] and "one-thread CPU time" in sections[2]
+    render_results(str(tmp_path / "results"), str(tmp_path / "RESULTS.md"), 99)
+    cost_section = (tmp_path / "RESULTS.md").read_text().split("### 2d plans\n\n")[1]
+    assert cost_section.startswith(f"`{PROG} --plans2d 32 ")
+    assert "\n\n2d 32x32 (2d, patch [32, 32], batch 2, inference case [2, 32, 32], mirroring off) on CPU" in cost_section
+    step = rows[1]["step_s"] / rows[0]["step_s"]
+    assert f"\n| nnUNetTrainerMORSE | {step:.3f}x | " in cost_section
 
 
 @pytest.mark.parametrize("options, message", [
     (["--plans2d", "128", "--preset", "3d_fullres"], "--plans2d measures nnU-Net's own 2d plans"),
     (["--plans2d", "128", "--patch-size", "64", "64"], "--plans2d measures nnU-Net's own 2d plans"),
-    (["--clock", "cpu", "--device", "cuda"], "--clock cpu times the CPU's work"),
-    (["--rounds", "0"], "--rounds 0: give 1 or more"),
+    (["--clock", "cpu", "-device", "cuda"], "--clock cpu times the CPU's work"),
+    (["--preset", "3d_fullres", "--patch-size", "64", "64"], "--patch-size 64 64: --preset 3d_fullres takes 3 values"),
+    (["--rounds", "0"], "argument --rounds: give an integer >= 1, got '0'"),
+    (["--plans2d", "0"], "argument --plans2d: give an integer >= 1, got '0'"),
+    (["--case-scale", "-1"], "argument --case-scale: give a number > 0, got '-1'"),
+    (["-device", "mps"], "argument -device/--device: invalid choice: 'mps'"),
 ])
-def test_contradictory_options_are_refused(options, message, capsys):
+def test_bad_or_contradictory_options_are_refused(options, message, capsys):
     with pytest.raises(SystemExit):
         benchmark.main(options)
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--trainers", "nnUNetTrainer", "nnUNetTrainerNoSuchThing"],
+     "--trainers nnUNetTrainerNoSuchThing: no such trainer (neither this package's, nnU-Net's nor on "
+     "nnUNet_extTrainer); e.g. nnUNetTrainer nnUNetTrainerMORSE"),
+    (["--plans2d", "4", "--image-shape", "4", "4", "4"],
+     "2d 4x4: nnU-Net plans a U-Net of one stage (no decoder) for images this small; give larger images (--plans2d, "
+     "--image-shape)"),
+    (["--image-shape", "4", "32", "32", "--patch-size", "20", "32"],
+     "--patch-size 20 32: the 2d plan's U-Net downsamples by 8 8, give multiples of that"),
+])
+def test_bad_input_is_refused_in_one_line(options, message, tmp_path, nnunet_folders):
+    with pytest.raises(SystemExit) as stop:
+        benchmark.main(["--trainers", "nnUNetTrainer", *options, "-device", "cpu", "--out", str(tmp_path / "out")])
+    assert str(stop.value) == f"{PROG}: error: {message}"
+
+
+@pytest.mark.parametrize("options, cuda, message", [
+    (["-device", "cuda"], False, "-device cuda: no cuda device is available here; use -device cpu or -device auto"),
+    (["--clock", "cpu"], True, "--clock cpu times the CPU's work: on CUDA use --clock wall"),  # -device auto: cuda
+])
+def test_the_device_is_checked_in_one_line(options, cuda, message, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    with pytest.raises(SystemExit) as stop:
+        benchmark.main([*options, "--out", str(tmp_path)])
+    assert str(stop.value) == f"{PROG}: error: {message}"
+
+
+def test_a_failing_trainer_is_reported_in_one_line_and_its_output_kept(tmp_path, nnunet_folders):
+    with pytest.raises(SystemExit) as stop:
+        benchmark.main(["--plans2d", "32", "--image-shape", "4", "32", "32", "-device", "cpu", "--steps", "1",
+                        "--warmup", "0", "--trainers", "nnUNetTrainerMORSE_6experts", "--out", str(tmp_path)])
+    log = tmp_path / "failed_nnUNetTrainerMORSE_6experts.log"
+    assert str(stop.value).startswith(f"{PROG}: error: the benchmark of nnUNetTrainerMORSE_6experts failed: ")
+    assert str(stop.value).endswith(f"(its whole output: {log})") and "\n" not in str(stop.value)
+    assert "Traceback" in log.read_text()
 
 
 @pytest.mark.parametrize("dim", [2, 3])
@@ -70,7 +140,7 @@ def test_flop_counts_are_the_unet_and_the_point_modules(dim):
     stock = build(nnUNetTrainer, dim, True)
     morse = build(SmallMORSE, dim, True)
     patch, points = [32] * dim, 300
-    unet, (head,) = benchmark.point_flop_counts(morse, patch, [points])
+    unet, (head,) = cost.point_flop_counts(morse, patch, [points])
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         stock(torch.randn(1, 1, *patch))
     assert unet == counter.get_total_flops() > 0
@@ -78,9 +148,26 @@ def test_flop_counts_are_the_unet_and_the_point_modules(dim):
     linear_macs = sum(m.in_features * m.out_features for m in morse.rendering.modules()
                       if isinstance(m, torch.nn.Linear))
     assert head == 2 * points * (linear_macs + dim * SMALL.num_frequencies)
-    shares = benchmark.flop_shares(morse, patch)
+    shares = cost.flop_shares(morse, patch)
     assert shares["train_points"] == SMALL.num_points and shares["test_points"] == SMALL.num_test_points
     assert shares["train_flop_share"] == pytest.approx(2 * SMALL.num_points * (linear_macs + dim * 8) / unet)
+
+
+def test_plan_table_gives_values_ratios_flop_shares_and_the_sweep():
+    flops = {"train_flop_share": 0.02, "train_points": 512, "test_flop_share": 0.03, "test_points": 512}
+    sweep = [{"num_test_points": 256, "coarse_s": 0.5, "refined_s": 0.55, "ratio": 1.1, "unet_gflop": 10.0,
+              "head_gflop": 0.3}]
+    rows = [{"trainer": "nnUNetTrainer", "step_s": 0.5, "peak_memory_mb": 1000.0, "saved_for_backward_mb": 400.0,
+             "inference_s": 2.0, "flops": None, "test_points_sweep": []},
+            {"trainer": "nnUNetTrainerMORSE", "step_s": 0.54, "peak_memory_mb": 1020.0, "saved_for_backward_mb": 600.0,
+             "inference_s": 2.1, "flops": flops, "test_points_sweep": sweep}]
+    lines = benchmark.format_table(rows, "nnUNetTrainer").splitlines()
+    assert lines[1] == "| --- |" + " ---: |" * 12
+    assert lines[2] == "| nnUNetTrainer | 0.500 | 1.000 | 1000 | 1.000 | 400 | 1.000 | 2.000 | 1.000 | – | – | – | – |"
+    assert lines[3] == ("| nnUNetTrainerMORSE | 0.540 | 1.080 | 1020 | 1.020 | 600 | 1.500 | 2.100 | 1.050 | 2.0% (512) | "
+                        "+6.0% | 3.0% (512) | +2.0% |")
+    assert lines[5] == "N_test sweep, nnUNetTrainerMORSE: one patch, eval forward against the coarse U-Net forward"
+    assert lines[9] == "| 256 | 0.500 | 0.550 | 1.100 | 10.0 | 0.3 | 0.030 |" and len(lines) == 10
 
 
 def test_summary_puts_the_overhead_above_the_flops_beside_the_ratios():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from nnunetv2_morse import benchmark
+from nnunetv2_morse import cost
 from nnunetv2_morse.trainers import family, short
 from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE, unwrap_network
 from plans import DATASET_JSON, trainer_plans
@@ -24,11 +24,11 @@ def train_validate_predict(trainer_class, dim, precision, tmp_path, monkeypatch)
     plans = trainer_plans(dim, n_stages=7 if dim == 2 else 4)
     with nnunet_environment(tmp_path):
         trainer = trainer_class(plans, "cfg", 0, DATASET_JSON, torch.device("cuda"))
-        assert benchmark.initialize_without_data(trainer, 1, NUM_CLASSES), "nnU-Net did not compile the network"
+        assert cost.initialize_without_data(trainer, 1, NUM_CLASSES), "nnU-Net did not compile the network"
         assert (trainer.grad_scaler is None) == (precision == "bfloat16")
         network = unwrap_network(trainer.network)
         head_before = [p.detach().clone() for p in network.rendering.parameters()]
-        batch = benchmark.random_batch(trainer, 1, NUM_CLASSES, torch.Generator().manual_seed(0))
+        batch = cost.random_batch(trainer, 1, NUM_CLASSES, torch.Generator().manual_seed(0))
         trainer.on_train_epoch_start()
         for _ in range(2):
             losses = trainer.train_step(batch)

@@ -195,16 +195,20 @@ def test_cost_tables_as_ratios(tmp_path):
             {"trainer": "nnUNetTrainerMORSE", "step_s": 2.2, "peak_memory_mb": 1020.0, "saved_for_backward_mb": 600.0,
              "inference_s": 4.2, "test_points_sweep": [{"num_test_points": 2048, "ratio": 1.06, "head_gflop": 7.5,
                                                         "unet_gflop": 119.2}]}]
-    write_json({"header": "2d on CPU", "rows": rows}, str(folder / "benchmark_2d_cpu.json"))
-    write_json({"commands": [{"command": "python -m nnunetv2_morse.benchmark --preset 2d --device cpu"}],
+    large = [dict(rows[0], step_s=10.0), dict(rows[1], step_s=10.1, test_points_sweep=[])]
+    write_json({"headers": {"2d": "2d on CPU", "2d 512x512": "2d 512x512 on CPU"},
+                "plans": {"2d": rows, "2d 512x512": large}}, str(folder / "benchmark_2d_cpu.json"))
+    write_json({"commands": [{"command": "nnUNetv2_morse_benchmark --preset 2d -device cpu"}],
                 "machine": {"platform": "Linux", "cpu_count": 2, "gpu": None}, "recorded": "today",
                 "files": ["benchmark_2d_cpu.json"]}, str(folder / "run.json"))
     render_results(str(tmp_path / "results"), str(tmp_path / "RESULTS.md"), 99)
     text = (tmp_path / "RESULTS.md").read_text()
-    assert "| nnUNetTrainer | 2.000 s | 1000 MiB | 500 MiB | 4.000 s |" in text
+    assert ("2d on CPU\n\n| trainer | step | peak memory | saved for backward | inference / case |\n"
+            "| --- | ---: | ---: | ---: | ---: |\n| nnUNetTrainer | 2.000 s | 1000 MiB | 500 MiB | 4.000 s |") in text
     assert "| nnUNetTrainerMORSE | 1.100x | 1.020x | 1.200x | 1.050x |" in text
     assert "nnUNetTrainerMORSE: step time 1.100x, 4.8% over the 1.05x budget" in text
     assert "| nnUNetTrainerMORSE | 2048 | 1.060x | 7.5 / 119.2 (6.3%) |" in text
+    assert "2d 512x512 on CPU\n\n| trainer |" in text and "| nnUNetTrainerMORSE | 1.010x | 1.020x | 1.200x |" in text
     assert "tests/test_cuda.py on a CUDA GPU\n\nNot yet run" in text
 
 

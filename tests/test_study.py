@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from ledger_files import study_definition, write_finished_run, write_json, write_study
-from nnunetv2_morse.benchmark import initialize_without_data
+from nnunetv2_morse import benchmark
+from nnunetv2_morse.cost import initialize_without_data
 from nnunetv2_morse.ledger import gpu, run
 from nnunetv2_morse.ledger.definition import Run, StudyError, load_study
 from nnunetv2_morse.ledger.render import render_results
@@ -255,11 +256,10 @@ def test_a_benchmark_study_keeps_its_tables_and_is_run_once(tmp_path):
     for _ in range(2):
         run_study_folder(str(folder), str(tmp_path / "work"), execute=benchmark)
     assert len(commands) == 1
-    assert commands[0][:8] == ["python", "-m", "nnunetv2_morse.benchmark", "--preset", "2d", "--steps", "2",
-                               "--device"]
+    assert commands[0][:7] == ["nnUNetv2_morse_benchmark", "--preset", "2d", "--steps", "2", "-device", "cpu"]
     assert sorted(os.listdir(folder)) == ["benchmark_2d_cpu.json", "benchmark_2d_cpu.md", "run.json", "study.json"]
     write_json({"kind": "benchmark", "title": "x", "arguments": ["--out", "here"]}, str(folder / "study.json"))
-    with pytest.raises(StudyError, match="field 'arguments' must leave --device, --out"):
+    with pytest.raises(StudyError, match="field 'arguments' must leave -device, --device, --out"):
         load_study(str(folder))
 
 
@@ -296,15 +296,21 @@ def test_gpu_evidence_runs_the_cuda_tests_and_every_cuda_benchmark_study(tmp_pat
 
 
 def test_the_ledgers_studies_are_valid(monkeypatch):
-    """Every study.json in the repository's results/ loads, and its dataset arguments are its builder's."""
+    """Every study.json in the repository's results/ loads, its dataset arguments are its builder's, and a benchmark
+    study's arguments are the benchmark's options with trainers it finds."""
     from nnunetv2_morse.ledger.datasets import check_arguments
     from nnunetv2_morse.ledger.definition import TrainingStudy, find_studies
     folders = find_studies(os.path.join(gpu.REPOSITORY, "results"))
     assert folders
+    parser = benchmark.build_parser()
     for folder in folders:
         study = load_study(folder)
         if isinstance(study, TrainingStudy):
             check_arguments(study.dataset, folder)
+        else:
+            options = parser.parse_args([*study.arguments, "-device", study.device, "--out", "out"])
+            benchmark.check_options(parser, options)
+            benchmark.check_trainers(options.trainers)
 
 
 def test_a_tiny_study_end_to_end_through_nnunet_commands(tmp_path, monkeypatch, capsys):

@@ -1,5 +1,5 @@
 """A study's ``study.json``, read into one frozen, validated object: ``TrainingStudy`` (trainers x seeds x folds on
-one dataset with one schedule) or ``BenchmarkStudy`` (one run of ``python -m nnunetv2_morse.benchmark``).
+one dataset with one schedule) or ``BenchmarkStudy`` (one run of ``nnUNetv2_morse_benchmark``).
 
 A training run is keyed by (dataset, configuration, plans, schedule, trainer, seed, fold): the study fixes the first
 four, so within a study a run is (trainer, seed, fold), recorded in ``runs/<trainer>/seed<seed>/fold_<fold>/``.
@@ -17,7 +17,7 @@ PLANS = "nnUNetPlans"
 HEAD_OFF_TITLE = "What the head adds at inference: head on vs head off (N_test 0, the coarse U-Net output)"
 BUILDERS = ("synthetic", "boundary", "colin27")
 DEVICES = ("cpu", "cuda", "mps")
-RESERVED_BENCHMARK_OPTIONS = ("--device", "--out", "--worker", "--plans-file")
+RESERVED_BENCHMARK_OPTIONS = ("-device", "--device", "--out", "--worker", "--plans-file")
 
 
 class StudyError(Exception):
@@ -124,7 +124,7 @@ class TrainingStudy:
 
 @dataclass(frozen=True)
 class BenchmarkStudy:
-    """One benchmark run (python -m nnunetv2_morse.benchmark ARGUMENTS --device DEVICE), its tables kept."""
+    """One benchmark run (nnUNetv2_morse_benchmark ARGUMENTS -device DEVICE), its tables kept."""
     folder: str
     title: str
     description: str

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nnunetv2_morse.cli import command_parser, one_line_errors
+from nnunetv2_morse.cli import command_parser, markdown_table, one_line_errors
 from nnunetv2_morse.ledger.definition import (BenchmarkStudy, Run, StudyError, TrainingStudy, find_studies, load_study,
                                               recorded_identity_mismatch)
 from nnunetv2_morse.ledger.gpu import CUDA_TESTS_FOLDER, CUDA_TESTS_SUMMARY
@@ -475,10 +475,34 @@ class StudyRenderer:
         plt.close(figure)
 
 
-def cost_section(study: BenchmarkStudy, markdown_folder: str) -> List[str]:
-    """The benchmark tables of one benchmark study as ratios against their first trainer."""
+COST_KEYS = ("step_s", "peak_memory_mb", "saved_for_backward_mb", "inference_s")
+
+
+def cost_tables(rows: List[dict]) -> List[str]:
+    """One plan's benchmark rows: the first trainer's values and every other's ratios to them, the budgets, and each
+    N_test sweep."""
     from nnunetv2_morse.benchmark import over_budget
 
+    base = rows[0]
+    values = [[base["trainer"], f"{base['step_s']:.3f} s", f"{base['peak_memory_mb']:.0f} MiB",
+               f"{base['saved_for_backward_mb']:.0f} MiB", f"{base['inference_s']:.3f} s"]]
+    values += [[row["trainer"], *(f"{row[key] / base[key]:.3f}x" for key in COST_KEYS)] for row in rows[1:]]
+    lines = [markdown_table(["trainer", "step", "peak memory", "saved for backward", "inference / case"], values,
+                            "lrrrr")]
+    budget = over_budget(rows, base["trainer"])
+    lines += ["", "Budgets (step, memory <= 1.05x; inference <= 1.10x): "
+              + ("all met." if not budget else "; ".join(budget) + "."), ""]
+    sweeps = [[row["trainer"], t["num_test_points"], f"{t['ratio']:.3f}x",
+               f"{t['head_gflop']:.1f} / {t['unet_gflop']:.1f} ({t['head_gflop'] / t['unet_gflop']:.1%})"]
+              for row in rows for t in row.get("test_points_sweep") or []]
+    if sweeps:
+        lines += ["One patch's eval forward at several N_test against the coarse U-Net forward:", "",
+                  markdown_table(["trainer", "N_test", "time ratio", "head GFLOP / U-Net GFLOP"], sweeps, "lrrr"), ""]
+    return lines
+
+
+def cost_section(study: BenchmarkStudy, markdown_folder: str) -> List[str]:
+    """The benchmark tables of one benchmark study, one per plan measured, as ratios against their first trainer."""
     lines = [f"### {study.title}", ""] + ([study.description, ""] if study.description else [])
     record_file = os.path.join(study.folder, RECORD_FILE)
     if not os.path.isfile(record_file):
@@ -490,30 +514,10 @@ def cost_section(study: BenchmarkStudy, markdown_folder: str) -> List[str]:
     lines += [f"`{record['commands'][0]['command']}`; {machine['platform']}, {machine['cpu_count']} CPUs"
               + (f", {machine['gpu']}" if machine.get("gpu") else "") + f"; recorded {record['recorded']}.", ""]
     for name in record["files"]:
-        if not name.endswith(".json"):
-            continue
-        table = read_json(os.path.join(study.folder, name))
-        rows = table["rows"]
-        base = rows[0]
-        lines += [table["header"], "",
-                  "| trainer | step | peak memory | saved for backward | inference / case |",
-                  "| --- | ---: | ---: | ---: | ---: |",
-                  f"| {base['trainer']} | {base['step_s']:.3f} s | {base['peak_memory_mb']:.0f} MiB | "
-                  f"{base['saved_for_backward_mb']:.0f} MiB | {base['inference_s']:.3f} s |"]
-        for row in rows[1:]:
-            lines.append(f"| {row['trainer']} | " + " | ".join(
-                f"{row[key] / base[key]:.3f}x" for key in ("step_s", "peak_memory_mb", "saved_for_backward_mb",
-                                                           "inference_s")) + " |")
-        budget = over_budget(rows, base["trainer"])
-        lines += ["", "Budgets (step, memory <= 1.05x; inference <= 1.10x): "
-                  + ("all met." if not budget else "; ".join(budget) + "."), ""]
-        sweeps = [(row["trainer"], t) for row in rows for t in row.get("test_points_sweep") or []]
-        if sweeps:
-            lines += ["One patch's eval forward at several N_test against the coarse U-Net forward:", "",
-                      "| trainer | N_test | time ratio | head GFLOP / U-Net GFLOP |", "| --- | ---: | ---: | ---: |"]
-            lines += [f"| {trainer} | {t['num_test_points']} | {t['ratio']:.3f}x | "
-                      f"{t['head_gflop']:.1f} / {t['unet_gflop']:.1f} ({t['head_gflop'] / t['unet_gflop']:.1%}) |"
-                      for trainer, t in sweeps] + [""]
+        if name.endswith(".json"):
+            report = read_json(os.path.join(study.folder, name))
+            for plan, rows in report["plans"].items():
+                lines += [report["headers"][plan], ""] + cost_tables(rows)
     return lines
 
 

@@ -322,8 +322,7 @@ def run_benchmark_study(study: BenchmarkStudy, workspace: Workspace, execute: Ex
                         dry_run: bool = False) -> None:
     """Runs the benchmark once (skipped when run.json exists) and keeps its tables and record in the study folder."""
     record_file = os.path.join(study.folder, RECORD_FILE)
-    command = ["python", "-m", "nnunetv2_morse.benchmark", *study.arguments, "--device", device, "--out",
-               workspace.root]
+    command = ["nnUNetv2_morse_benchmark", *study.arguments, "-device", device, "--out", workspace.root]
     print(f"Benchmark study {study.name}: {study.title}\n  {'done' if os.path.isfile(record_file) else 'to run'}: "
           f"{shlex.join(command)}", flush=True)
     if dry_run or os.path.isfile(record_file):
