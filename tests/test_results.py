@@ -121,6 +121,25 @@ def test_foreground_mean_of_a_pair_averages_the_classes_both_sides_scored(ledger
                                                           values["base0"])))
 
 
+def test_a_false_positive_in_a_class_the_reference_lacks_counts_under_empty_nan(tmp_path):
+    """--empty nan leaves a class undefined where reference and prediction lack it: a model that predicts it anyway
+    (Dice 0, HD95 the diagonal) is paired with the baseline's correct absence (Dice 1, HD95 0), not left out;
+    a class that both sides correctly leave out stays out."""
+    study = write_study(tmp_path / "results" / "nan_study")
+    scores = {"Dice": 0.8, "HD95": 2.0, "ASSD": 1.0, "NSD": 0.9}
+    absent = {m: None for m in scores}
+    wrong = {"Dice": 0.0, "HD95": 100.0, "ASSD": 100.0, "NSD": 0.0}
+    baseline = {f"case_{i}": {"a": scores, "b": absent} for i in range(12)}
+    model = {f"case_{i}": {"a": scores, "b": wrong if i < 6 else absent} for i in range(12)}
+    for trainer, values in (("nnUNetTrainer", baseline), ("nnUNetTrainerMORSE", model)):
+        write_finished_run(study, trainer, 0, 0, values, empty_convention="nan")
+    paired = compare_arms(load_arm(study, "nnUNetTrainer", 0), load_arm(study, "nnUNetTrainerMORSE", 0), 999)
+    dice_b, hd95_b = paired.row("b", "Dice").difference, paired.row("b", "HD95").difference
+    assert (dice_b.count, dice_b.mean, hd95_b.mean) == (6, -1.0, 100.0)
+    foreground = paired.row(FOREGROUND_MEAN, "Dice").difference
+    assert foreground.count == 12 and foreground.mean == pytest.approx(6 * (0.4 - 0.9) / 12)  # b: 1 -> 0
+
+
 def test_results_md_shows_the_numbers_noise_floor_head_and_figures(ledger, tmp_path):
     study, values = ledger
     output = tmp_path / "RESULTS.md"
@@ -387,6 +406,15 @@ def test_a_readme_without_its_markers_is_refused_and_nothing_is_written(headline
                                "the verdict goes, or give the README that has them with --readme")
     assert (tmp_path / "README.md").read_bytes() == text.encode()
     assert not (tmp_path / "RESULTS.md").exists() and not (tmp_path / "results" / "figures").exists()
+
+
+def test_a_ledger_beside_a_readme_without_markers_renders_results_md_alone(headline, tmp_path, capsys):
+    (tmp_path / "README.md").write_text("# Another project\n")
+    render_main()
+    assert (tmp_path / "README.md").read_text() == "# Another project\n" and (tmp_path / "RESULTS.md").exists()
+    assert "verdict" not in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="has no verdict block"):
+        render_main("--readme", "README.md")
 
 
 def snapshot(folder):

@@ -35,9 +35,10 @@ is validated exactly once. By default (``validation_slab`` 0) the 5 folds' valid
 cases in z order: fold 0 validates the lowest fifth of the brain with a model that has seen only the rest, so it
 measures extrapolation to anatomy never seen (lobes absent from the training slices are missed entirely).
 ``validation_slab`` N > 0 cuts the cases into slabs of N consecutive cases and deals them to the folds in turn
-(slab i to fold i mod 5): every fold validates slabs spread over the whole brain, each validation case at most
-about N/2 slices from a training case, which is closer to segmenting a new scan of anatomy the model has seen
-(absolute scores are then optimistic; paired comparisons of trainers stay fair, all trainers seeing the same slices).
+(slab i to fold i mod 5): every fold validates slabs spread over the whole brain, each validation case of an
+interior slab at most about N/2 slices from a training case (up to N at the two ends), which is closer to
+segmenting a new scan of anatomy the model has seen (absolute scores are then optimistic; paired comparisons of
+trainers stay fair, all trainers seeing the same slices).
 ``splits_final.json`` is written to ``$nnUNet_preprocessed/Dataset<ID>_<name>/``, where nnU-Net reads it, and to
 the raw dataset folder. ``nnUNetv2_plan_and_preprocess`` keeps it: it only replaces its configuration folders
 (e.g. ``nnUNetPlans_2d``), and its planner (2.8, the version required here) copies the raw folder's copy there
@@ -57,7 +58,8 @@ from skimage.measure import block_reduce
 from nnunetv2_morse.datasets.raw import majority_downsample, prepare_raw_dataset_folder, write_case, write_dataset_json
 
 __all__ = ["make_colin27_dataset", "read_region_names", "class_of_region", "region_class_lut", "contiguous_folds",
-           "interleaved_folds", "missing_source_files", "install_source", "CLASS_GROUPS", "LABELS", "DEFAULT_SOURCE_DIR", "SOURCE_FILES"]
+           "interleaved_folds", "missing_source_files", "install_source", "CLASS_GROUPS", "LABELS",
+           "DEFAULT_SOURCE_DIR", "SOURCE_FILES"]
 
 DEFAULT_SOURCE_DIR = "/usr/share/mricron/templates"
 T1_FILE, ATLAS_FILE, NAMES_FILE = "ch2.nii.gz", "aal.nii.gz", "aal.nii.txt"

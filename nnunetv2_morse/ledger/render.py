@@ -37,7 +37,9 @@ METRICS = ("Dice", "HD95", "ASSD", "NSD")
 DISTANCES = ("HD95", "ASSD")
 HIGHER_IS_BETTER = {"Dice": True, "HD95": False, "ASSD": False, "NSD": True}
 FOREGROUND_MEAN = "foreground mean"
-CONVENTION_KEYS = ("classes", "empty_case_rule", "ignore_label", "empty", "tolerance_mm")
+CONVENTION_KEYS = ("classes", "empty_case_rule", "ignore_label", "empty_convention", "tolerance_mm")
+# the score of a correct absence, which a report scored with --empty nan leaves undefined (null)
+CORRECT_ABSENCE = {"Dice": 1.0, "HD95": 0.0, "ASSD": 0.0, "NSD": 1.0}
 FIGURES_FOLDER = "figures"
 LEVELLING_SHARE = 0.2
 LEVELLED_OFF = 0.01
@@ -64,12 +66,26 @@ class Arm:
         return np.array([self.values[c][class_name][metric] for c in cases], dtype=float)
 
 
+def paired_class_values(baseline: Arm, model: Arm, cases: Sequence[str], class_name: str, metric: str
+                        ) -> Tuple[np.ndarray, np.ndarray]:
+    """(len(cases),) baseline and model values of one class. Under --empty nan a value is undefined only where the
+    class is absent from both the reference and that side's prediction: where the other side has a value (it
+    predicted the class, wrongly), the undefined side is given the score of a correct absence (CORRECT_ABSENCE), so
+    a false positive counts against the side that made it. Pairs undefined on both sides stay NaN (left out)."""
+    b, m = baseline.array(cases, class_name, metric), model.array(cases, class_name, metric)
+    if baseline.conventions.get("empty_convention") == "nan":
+        b = np.where(np.isnan(b) & np.isfinite(m), CORRECT_ABSENCE[metric], b)
+        m = np.where(np.isnan(m) & np.isfinite(b), CORRECT_ABSENCE[metric], m)
+    return b, m
+
+
 def paired_foreground_means(baseline: Arm, model: Arm, cases: Sequence[str], metric: str
                             ) -> Tuple[np.ndarray, np.ndarray]:
-    """(len(cases),) per-case means over the classes that both arms scored in that case (NaN where none), so that
-    both sides of a pair average the same classes."""
-    b = np.array([baseline.array(cases, k, metric) for k in baseline.classes]).reshape(len(baseline.classes), -1)
-    m = np.array([model.array(cases, k, metric) for k in baseline.classes]).reshape(len(baseline.classes), -1)
+    """(len(cases),) per-case means over the classes with a value on both sides of the pair (paired_class_values),
+    so that both sides average the same classes (NaN where there is none)."""
+    pairs = [paired_class_values(baseline, model, cases, k, metric) for k in baseline.classes]
+    b = np.array([pair[0] for pair in pairs]).reshape(len(pairs), -1)
+    m = np.array([pair[1] for pair in pairs]).reshape(len(pairs), -1)
     both = np.isfinite(b) & np.isfinite(m)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -156,7 +172,7 @@ def compare_arms(baseline: Arm, model: Arm, resamples: int) -> Paired:
         differences[class_name] = {}
         for metric in METRICS:
             b, m = (paired_foreground_means(baseline, model, cases, metric) if class_name == FOREGROUND_MEAN
-                    else (baseline.array(cases, class_name, metric), model.array(cases, class_name, metric)))
+                    else paired_class_values(baseline, model, cases, class_name, metric))
             both = np.isfinite(b) & np.isfinite(m)
             differences[class_name][metric] = (m[both] - b[both]).tolist()
             rows.append((class_name, metric, statistics.summary(b[both]), statistics.summary(m[both]),
@@ -596,7 +612,7 @@ def render_results(results_folder: str, output: str, resamples: int) -> List[str
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    from nnunetv2_morse.ledger.verdict import shown_path, stale_documents, write_documents
+    from nnunetv2_morse.ledger.verdict import default_readme, shown_path, stale_documents, write_documents
 
     parser = command_parser(PROG, __doc__.split("\n\n")[0])
     parser.add_argument("-i", dest="results", metavar="FOLDER", default="results",
@@ -605,7 +621,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="the Markdown file; default: RESULTS.md beside the ledger folder")
     parser.add_argument("--readme", metavar="FILE",
                         help="the README whose verdict block (between its verdict markers) is rendered from the "
-                             "ledger, the rest left as it is; default: README.md beside the ledger folder")
+                             "ledger, the rest left as it is; default: README.md beside the ledger folder if it has "
+                             "the markers, else none")
     parser.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples per confidence interval")
     parser.add_argument("--check", action="store_true",
                         help="write nothing: render in memory and say which of RESULTS.md and the README's verdict "
@@ -615,19 +632,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error(f"-i {args.results}: no such folder")
     root = os.path.dirname(os.path.abspath(args.results))
     output = args.output or os.path.join(root, "RESULTS.md")
-    readme = args.readme or os.path.join(root, "README.md")
+    readme = args.readme or default_readme(args.results)
+    verdict = f" and the verdict in {shown_path(readme)}" if readme else ""
     with one_line_errors(PROG, (StudyError,)):
         if not args.check:
             studies = write_documents(args.results, output, readme, args.resamples)
-            print(f"Wrote {output} ({len(studies)} studies), {os.path.join(args.results, FIGURES_FOLDER)}/ and the "
-                  f"verdict in {readme}")
+            print(f"Wrote {output} ({len(studies)} studies) and {os.path.join(args.results, FIGURES_FOLDER)}/"
+                  + verdict)
             return
         stale = stale_documents(args.results, output, readme, args.resamples)
     ledger = f"{args.results.rstrip('/')}/"
     if stale:
         command = shlex.join([PROG] + [a for a in (sys.argv[1:] if argv is None else argv) if a != "--check"])
         sys.exit("\n".join(f"{what} is out of date with {ledger}: run {command}" for what in stale))
-    print(f"{shown_path(output)} and the verdict in {shown_path(readme)} are up to date with {ledger}")
+    print(f"{shown_path(output)}{verdict} {'are' if readme else 'is'} up to date with {ledger}")
 
 
 if __name__ == "__main__":

@@ -144,8 +144,8 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
     return "\n".join(
         [f"**Quality**: the per-case foreground mean, model − baseline [{CONFIDENCE_LEVEL:.0%} bootstrap interval] and "
          "the Wilcoxon p corrected over classes and metrics (BH). **better** or **worse** needs p (BH) < "
-         f"{SIGNIFICANCE} and an interval that excludes 0; a difference no larger than the noise floor (the larger "
-         "seed-to-seed mean difference of the two trainers) is **within the seed-to-seed noise**.", ""]
+         f"{SIGNIFICANCE} and an interval that excludes 0; such a difference no larger than the noise floor (the "
+         "larger seed-to-seed mean difference of the two trainers) is **within the seed-to-seed noise**.", ""]
         + (quality or [unmarked])
         + ["", f"**Cost**: ratios to {COST_BASELINE} on the same plan (a range over the plans measured).", ""]
         + (cost or [unmarked])
@@ -170,17 +170,29 @@ def _read(path: str, option: str) -> str:
         return f.read()
 
 
-def _documents(results_folder: str, results_file: str, readme_file: str,
+def _documents(results_folder: str, results_file: str, readme_file: Optional[str],
                resamples: int) -> Tuple[RenderedLedger, str, str]:
-    """RESULTS.md rendered in memory (no figure drawn), the README as it is and as rendered."""
+    """RESULTS.md rendered in memory (no figure drawn), the README as it is and as rendered ('' and '' when
+    readme_file is None: no verdict block to render)."""
     rendered = render_ledger(results_folder, results_file, resamples)
+    if readme_file is None:
+        return rendered, "", ""
     readme = _read(readme_file, "--readme")
     return rendered, readme, replace_block(readme, verdict_block(rendered, readme_file, results_file), readme_file)
 
 
-def write_documents(results_folder: str, results_file: str, readme_file: str, resamples: int) -> List[str]:
-    """Writes RESULTS.md, its figures and the README's verdict block (the README only if it changed), once all three
-    are rendered; returns the studies rendered."""
+def default_readme(results_folder: str) -> Optional[str]:
+    """README.md beside the ledger folder if it holds the verdict marker, else None (RESULTS.md alone is rendered)."""
+    readme = os.path.join(os.path.dirname(os.path.abspath(results_folder)), "README.md")
+    if not os.path.isfile(readme):
+        return None
+    with open(readme, newline="") as f:
+        return readme if BEGIN in f.read() else None
+
+
+def write_documents(results_folder: str, results_file: str, readme_file: Optional[str], resamples: int) -> List[str]:
+    """Writes RESULTS.md, its figures and the README's verdict block (the README only if it changed; none if
+    readme_file is None), once all three are rendered; returns the studies rendered."""
     rendered, readme, new_readme = _documents(results_folder, results_file, readme_file, resamples)
     rendered.draw()
     write_text(rendered.text, results_file)
@@ -189,7 +201,7 @@ def write_documents(results_folder: str, results_file: str, readme_file: str, re
     return [s.name for s in rendered.studies]
 
 
-def stale_documents(results_folder: str, results_file: str, readme_file: str, resamples: int) -> List[str]:
+def stale_documents(results_folder: str, results_file: str, readme_file: Optional[str], resamples: int) -> List[str]:
     """What differs from the ledger's rendering ('RESULTS.md', 'the verdict in README.md'), writing nothing and
     drawing no figure."""
     rendered, readme, new_readme = _documents(results_folder, results_file, readme_file, resamples)
