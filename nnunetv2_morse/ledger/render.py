@@ -497,7 +497,7 @@ COST_KEYS = ("step_s", "peak_memory_mb", "saved_for_backward_mb", "inference_s")
 def cost_tables(rows: List[dict]) -> List[str]:
     """One plan's benchmark rows: the first trainer's values and every other's ratios to them, the budgets, and each
     N_test sweep."""
-    from nnunetv2_morse.benchmark import over_budget
+    from nnunetv2_morse.benchmark import BUDGET_HEADING, over_budget
 
     base = rows[0]
     values = [[base["trainer"], f"{base['step_s']:.3f} s", f"{base['peak_memory_mb']:.0f} MiB",
@@ -506,7 +506,7 @@ def cost_tables(rows: List[dict]) -> List[str]:
     lines = [markdown_table(["trainer", "step", "peak memory", "saved for backward", "inference / case"], values,
                             "lrrrr")]
     budget = over_budget(rows, base["trainer"])
-    lines += ["", "Budgets (step, memory <= 1.05x; inference <= 1.10x): "
+    lines += ["", f"{BUDGET_HEADING}: "
               + ("all met." if not budget else "; ".join(budget) + "."), ""]
     sweeps = [[row["trainer"], t["num_test_points"], f"{t['ratio']:.3f}x",
                f"{t['head_gflop']:.1f} / {t['unet_gflop']:.1f} ({t['head_gflop'] / t['unet_gflop']:.1%})"]
