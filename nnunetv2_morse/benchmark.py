@@ -32,7 +32,8 @@ import sys
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence
 
-from nnunetv2_morse.cli import CommandError, add_device_argument, command_parser, markdown_table, one_line_errors
+from nnunetv2_morse.cli import (CommandError, add_device_argument, command_parser, console_script, markdown_table,
+                                one_line_errors)
 
 PROG = "nnUNetv2_morse_benchmark"
 PRESETS = {
@@ -363,6 +364,7 @@ def run_benchmark(args: argparse.Namespace, command: List[str]) -> None:
     print(f"\nwritten: {stem}.md, {stem}.json")
 
 
+@console_script
 def main(argv: Optional[Sequence[str]] = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()

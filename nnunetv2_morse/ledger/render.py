@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nnunetv2_morse.cli import command_parser, markdown_table, one_line_errors
+from nnunetv2_morse.cli import command_parser, console_script, markdown_table, one_line_errors
 from nnunetv2_morse.ledger.definition import (BenchmarkStudy, Run, StudyError, TrainingStudy, find_studies, load_study,
                                               recorded_identity_mismatch)
 from nnunetv2_morse.ledger.gpu import CUDA_TESTS_FOLDER, CUDA_TESTS_SUMMARY
@@ -611,6 +611,7 @@ def render_results(results_folder: str, output: str, resamples: int) -> List[str
     return [s.name for s in rendered.studies]
 
 
+@console_script
 def main(argv: Optional[Sequence[str]] = None) -> None:
     from nnunetv2_morse.ledger.verdict import default_readme, shown_path, stale_documents, write_documents
 

@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from nnunetv2_morse.cli import command_parser, one_line_errors
+from nnunetv2_morse.cli import command_parser, console_script, one_line_errors
 from nnunetv2_morse.ledger import records
 from nnunetv2_morse.ledger.definition import (DEVICES, PLANS, BenchmarkStudy, Run, StudyError, TrainingStudy,
                                               load_study, recorded_identity_mismatch)
@@ -376,6 +376,7 @@ def run_study_folder(folder: str, work: Optional[str] = None, device: Optional[s
     run_training_study(study, workspace, execute, device, num_processes, trainers, folds, dry_run)
 
 
+@console_script
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = command_parser(PROG, __doc__, "See results/README.md: how to run, resume, render and add a study.")
     parser.add_argument("study", help="a study folder holding study.json, e.g. results/colin27_2d")
