@@ -147,13 +147,35 @@ def format_summary(plan_rows: Dict[str, List[dict]], baseline: str) -> str:
     return markdown_table(header, cells, "ll" + "r" * (len(header) - 2))
 
 
+ROUND_TIMES = ("step_s", "inference_s")  # a row's timed fields
+SWEEP_TIMES = ("coarse_s", "refined_s")  # the timed fields of each N_test of a row's test_points_sweep
+
+
+def best_sweep(sweeps: List[List[dict]], trainer: str) -> List[dict]:
+    """One N_test sweep from several rounds' (each a list of cost.time_test_points rows): per N_test the fastest
+    coarse and refined forward, and their ratio; ValueError if the rounds swept different N_test."""
+    counts = [[entry["num_test_points"] for entry in sweep] for sweep in sweeps]
+    if any(c != counts[0] for c in counts):
+        raise ValueError(f"the rounds of {trainer} swept different N_test ({counts}): rerun the benchmark")
+    best = []
+    for entries in zip(*sweeps):
+        entry = dict(entries[0], **{key: min(e[key] for e in entries) for key in SWEEP_TIMES})
+        entry["ratio"] = entry["refined_s"] / entry["coarse_s"]
+        best.append(entry)
+    return best
+
+
 def best_of_rounds(results: List[dict]) -> dict:
-    """One trainer's measurements over several rounds: the fastest step and inference (a shared machine only ever
-    adds time), the first round's memory; `rounds` keeps every round's times."""
-    best = dict(results[0])
-    best["step_s"] = min(r["step_s"] for r in results)
-    best["inference_s"] = min(r["inference_s"] for r in results)
-    best["rounds"] = [{"step_s": r["step_s"], "inference_s": r["inference_s"]} for r in results]
+    """One trainer's measurements over several rounds (each a cost.measure_trainer row) as one row: every timed
+    field at its minimum over the rounds (a shared machine only ever adds time): the step, inference and, per N_test
+    of the sweep, the coarse and refined forward with their ratio. Memory (peak, saved for backward) is the first
+    round's: load adds time, not memory, so no round is a disturbed one to leave out. The rest (plan, device,
+    FLOPs) does not change between rounds. `rounds` keeps every round's times and peak memory."""
+    best = dict(results[0], **{key: min(r[key] for r in results) for key in ROUND_TIMES})
+    best["test_points_sweep"] = best_sweep([r["test_points_sweep"] for r in results], best["trainer"])
+    best["rounds"] = [{**{key: r[key] for key in (*ROUND_TIMES, "peak_memory_mb")},
+                       "test_points_sweep": [{key: e[key] for key in ("num_test_points", *SWEEP_TIMES)}
+                                             for e in r["test_points_sweep"]]} for r in results]
     return best
 
 
@@ -272,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="timed training steps per trainer (the step time is their mean)")
     parser.add_argument("--warmup", type=integer_at_least(0), default=3, help="untimed training steps before them")
     parser.add_argument("--rounds", type=integer_at_least(1), default=1,
-                        help="measure every trainer this many times in turn and keep its fastest times")
+                        help="measure every trainer this many times in turn and keep the fastest of each time (step, "
+                             "inference, each --test-points forward); memory is the first round's")
     parser.add_argument("--clock", choices=CLOCK_NAMES, default="wall",
                         help="cpu: time by the process's CPU time on one thread (CPU only), for a machine that other "
                              "processes share: they slow the elapsed time, not the CPU time")
