@@ -26,8 +26,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from nnunetv2_morse.cli import command_parser, console_script, one_line_errors
 from nnunetv2_morse.ledger import records
-from nnunetv2_morse.ledger.definition import (DEVICES, PLANS, BenchmarkStudy, Run, StudyError, TrainingStudy,
-                                              load_study, recorded_identity_mismatch)
+from nnunetv2_morse.ledger.definition import (BENCHMARK_STUDY_DEVICES, DEVICES, PLANS, BenchmarkStudy, Run, StudyError,
+                                              TrainingStudy, load_study, recorded_identity_mismatch)
 
 PROG = "nnUNetv2_morse_study"
 METRICS_FILE = "metrics.json"
@@ -359,6 +359,9 @@ def run_study_folder(folder: str, work: Optional[str] = None, device: Optional[s
     study = load_study(folder)
     workspace = Workspace(os.path.abspath(work or default_work_folder(folder)))
     device = device or study.device
+    if isinstance(study, BenchmarkStudy) and device not in BENCHMARK_STUDY_DEVICES:
+        raise StudyError(f"-device {device}: {folder} is a benchmark study, which runs on "
+                         f"{' or '.join(BENCHMARK_STUDY_DEVICES)}")
     if not dry_run:
         require_device(device, folder)
     if isinstance(study, BenchmarkStudy):
