@@ -30,10 +30,10 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
-from nnunetv2_morse.cli import (CommandError, add_device_argument, command_parser, console_script, markdown_table,
-                                one_line_errors)
+from nnunetv2_morse.cli import (CommandError, add_device_argument, command_parser, console_script, integer_at_least,
+                                markdown_table, one_line_errors)
 
 PROG = "nnUNetv2_morse_benchmark"
 PRESETS = {
@@ -49,19 +49,6 @@ BENCHMARK_DEVICES = ("auto", "cuda", "cpu")
 CLOCK_NAMES = ("cpu", "wall")  # nnunetv2_morse.cost.CLOCKS
 PLANS2D_BATCH_SIZE = 2
 CPU_CLOCK_ON_CUDA = "--clock cpu times the CPU's work: on CUDA use --clock wall"
-
-
-def integer_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= minimum."""
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            number = minimum - 1
-        if number < minimum:
-            raise argparse.ArgumentTypeError(f"give an integer >= {minimum}, got {value!r}")
-        return number
-    return parse
 
 
 def positive_number(value: str) -> float:
@@ -276,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what nnU-Net plans: 2d or 3d_fullres of nnUNetPlans, or resenc (3d_fullres of "
                              "nnUNetResEncUNetMPlans)")
     add_device_argument(parser, BENCHMARK_DEVICES, ("--device",))
-    parser.add_argument("--trainers", metavar="TRAINER", nargs="+", default=list(DEFAULT_TRAINERS),
+    parser.add_argument("-tr", "--trainers", dest="trainers", metavar="TRAINER", nargs="+",
+                        default=list(DEFAULT_TRAINERS),
                         help="each measured in its own process; the first is the baseline of the ratios")
     parser.add_argument("--image-shape", type=integer_at_least(1), nargs=3, default=(160, 512, 512),
                         metavar=("Z", "Y", "X"),
@@ -284,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plans2d", type=integer_at_least(1), nargs="+", metavar="S",
                         help="one table per 2D plan: nnU-Net's own 2d plan for images of S x S (and Z of "
                              f"--image-shape), at batch {PLANS2D_BATCH_SIZE} unless --batch-size, plus a summary over "
-                             "the plans")
+                             "the plans; without it one table, of --preset's plan")
     parser.add_argument("--patch-size", type=integer_at_least(1), nargs="+", metavar="N",
                         help="override the plan's patch size (2 values for 2d, 3 for 3d_fullres and resenc); without "
                              "it the plan's, or 128^3 for the 3D presets on CUDA")
@@ -301,17 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
                              "processes share: they slow the elapsed time, not the CPU time")
     parser.add_argument("--case-scale", type=positive_number, default=1.5,
                         help="inference case edge length in patch lengths (1.5 -> 2 tiles per axis)")
-    parser.add_argument("--no-mirroring", action="store_true",
-                        help="sliding-window inference without mirroring (nnUNetv2_predict's --disable_tta)")
+    parser.add_argument("--disable_tta", "--no-mirroring", dest="no_mirroring", action="store_true",
+                        help="sliding-window inference without mirroring, as in nnUNetv2_predict")
     parser.add_argument("--test-points", type=integer_at_least(0), nargs="+", metavar="N",
-                        help="also time one patch's eval forward of each MORSE trainer at these N_test")
+                        help="also time one patch's eval forward of each MORSE trainer at these N_test; without it "
+                             "no such sweep")
     parser.add_argument("--precision", choices=("fp16", "bf16"), default="fp16",
                         help="CUDA autocast dtype: fp16 with nnU-Net's grad scaler (its default) or bf16 without")
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                         help="torch.compile the network: auto = nnU-Net's default (on for CUDA, off for CPU)")
     parser.add_argument("--profile", action="store_true",
                         help="also write a torch.profiler table of 3 training steps per trainer to --out")
-    parser.add_argument("--out", metavar="FOLDER", default="benchmark_results",
+    parser.add_argument("-o", "--out", dest="out", metavar="FOLDER", default="benchmark_results",
                         help="folder for the .md and .json files")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--plans-file", help=argparse.SUPPRESS)

@@ -70,6 +70,19 @@ def fold(value: str) -> Fold:
     return number
 
 
+def integer_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= minimum."""
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"give an integer >= {minimum}, got {value!r}")
+        return number
+    return parse
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, trainer_default: str = "nnUNetTrainer",
                         multiple_folds: bool = True, checkpoint: bool = True) -> None:
     """The options that select a trained model, spelled as nnUNetv2_predict spells them: -d, -c, -tr, -p, -f and,

@@ -11,6 +11,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from ledger_files import write_json
 from nnunetv2_morse import benchmark, cost
+from nnunetv2_morse.ledger.definition import RESERVED_BENCHMARK_OPTIONS
 from nnunetv2_morse.ledger.render import render_results
 from nnunetv2_morse.ledger.run import run_study_folder
 from plans import SMALL, SmallMORSE, build
@@ -95,6 +96,16 @@ def test_bad_or_contradictory_options_are_refused(options, message, capsys):
     with pytest.raises(SystemExit):
         benchmark.main(options)
     assert message in capsys.readouterr().err
+
+
+def test_options_also_in_nnunet_spelling_and_the_ledger_reserves_every_spelling_it_sets():
+    parser = benchmark.build_parser()
+    nnunet = parser.parse_args(["-tr", "A", "B", "-o", "folder", "--disable_tta"])
+    assert vars(nnunet) == vars(parser.parse_args(["--trainers", "A", "B", "--out", "folder", "--no-mirroring"]))
+    assert (nnunet.trainers, nnunet.out, nnunet.no_mirroring) == (["A", "B"], "folder", True)
+    set_by_the_ledger = {option for action in parser._actions if action.dest in ("device", "out", "worker", "plans_file")
+                         for option in action.option_strings}
+    assert set_by_the_ledger == set(RESERVED_BENCHMARK_OPTIONS)
 
 
 @pytest.mark.parametrize("options, message", [

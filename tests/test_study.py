@@ -259,7 +259,7 @@ def test_a_benchmark_study_keeps_its_tables_and_is_run_once(tmp_path):
     assert commands[0][:7] == ["nnUNetv2_morse_benchmark", "--preset", "2d", "--steps", "2", "-device", "cpu"]
     assert sorted(os.listdir(folder)) == ["benchmark_2d_cpu.json", "benchmark_2d_cpu.md", "run.json", "study.json"]
     write_json({"kind": "benchmark", "title": "x", "arguments": ["--out", "here"]}, str(folder / "study.json"))
-    with pytest.raises(StudyError, match="field 'arguments' must leave -device, --device, --out"):
+    with pytest.raises(StudyError, match="field 'arguments' must leave -device, --device, -o, --out"):
         load_study(str(folder))
 
 

@@ -20,7 +20,7 @@ HEAD_OFF_TITLE = "What the head adds at inference: head on vs head off (N_test 0
 BUILDERS = ("synthetic", "boundary", "colin27")
 DEVICES = ("cpu", "cuda", "mps")
 BENCHMARK_STUDY_DEVICES = tuple(device for device in DEVICES if device in BENCHMARK_DEVICES)
-RESERVED_BENCHMARK_OPTIONS = ("-device", "--device", "--out", "--worker", "--plans-file")
+RESERVED_BENCHMARK_OPTIONS = ("-device", "--device", "-o", "--out", "--worker", "--plans-file")
 
 
 class StudyError(Exception):

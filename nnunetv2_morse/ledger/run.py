@@ -384,13 +384,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = command_parser(PROG, __doc__, "See results/README.md: how to run, resume, render and add a study.")
     parser.add_argument("study", help="a study folder holding study.json, e.g. results/colin27_2d")
     parser.add_argument("-w", dest="work", metavar="FOLDER",
-                        help=f"work folder for nnU-Net's raw, preprocessed and results folders; default "
-                             f"${WORK_VARIABLE}/<study> if that is set, else <study>/../.work/<study>")
-    parser.add_argument("-device", choices=DEVICES, help="device; default: the study's 'device'")
+                        help=f"work folder for nnU-Net's raw, preprocessed and results folders (default: "
+                             f"${WORK_VARIABLE}/<study> if that is set, else <study>/../.work/<study>)")
+    parser.add_argument("-device", choices=DEVICES, help="device to run the study on (default: the study's "
+                                                         "'device')")
     parser.add_argument("-np", dest="num_processes", metavar="N", type=int, default=2,
                         help="processes for preprocessing, validation export, scoring")
-    parser.add_argument("-tr", dest="trainers", metavar="TRAINER", nargs="+", help="only these trainers of the study")
-    parser.add_argument("-f", dest="folds", metavar="FOLD", nargs="+", type=int, help="only these folds of the study")
+    parser.add_argument("-tr", dest="trainers", metavar="TRAINER", nargs="+",
+                        help="only these trainers of the study (default: all)")
+    parser.add_argument("-f", dest="folds", metavar="FOLD", nargs="+", type=int,
+                        help="only these folds of the study (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (what is done, what is left) and stop")
     args = parser.parse_args(argv)
     if args.num_processes < 1:
