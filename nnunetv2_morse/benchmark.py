@@ -30,9 +30,10 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
-from nnunetv2_morse.cli import CommandError, add_device_argument, command_parser, markdown_table, one_line_errors
+from nnunetv2_morse.cli import (CommandError, add_device_argument, command_parser, console_script, integer_at_least,
+                                markdown_table, one_line_errors)
 
 PROG = "nnUNetv2_morse_benchmark"
 PRESETS = {
@@ -48,19 +49,6 @@ BENCHMARK_DEVICES = ("auto", "cuda", "cpu")
 CLOCK_NAMES = ("cpu", "wall")  # nnunetv2_morse.cost.CLOCKS
 PLANS2D_BATCH_SIZE = 2
 CPU_CLOCK_ON_CUDA = "--clock cpu times the CPU's work: on CUDA use --clock wall"
-
-
-def integer_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= minimum."""
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            number = minimum - 1
-        if number < minimum:
-            raise argparse.ArgumentTypeError(f"give an integer >= {minimum}, got {value!r}")
-        return number
-    return parse
 
 
 def positive_number(value: str) -> float:
@@ -146,13 +134,35 @@ def format_summary(plan_rows: Dict[str, List[dict]], baseline: str) -> str:
     return markdown_table(header, cells, "ll" + "r" * (len(header) - 2))
 
 
+ROUND_TIMES = ("step_s", "inference_s")  # a row's timed fields
+SWEEP_TIMES = ("coarse_s", "refined_s")  # the timed fields of each N_test of a row's test_points_sweep
+
+
+def best_sweep(sweeps: List[List[dict]], trainer: str) -> List[dict]:
+    """One N_test sweep from several rounds' (each a list of cost.time_test_points rows): per N_test the fastest
+    coarse and refined forward, and their ratio; ValueError if the rounds swept different N_test."""
+    counts = [[entry["num_test_points"] for entry in sweep] for sweep in sweeps]
+    if any(c != counts[0] for c in counts):
+        raise ValueError(f"the rounds of {trainer} swept different N_test ({counts}): rerun the benchmark")
+    best = []
+    for entries in zip(*sweeps):
+        entry = dict(entries[0], **{key: min(e[key] for e in entries) for key in SWEEP_TIMES})
+        entry["ratio"] = entry["refined_s"] / entry["coarse_s"]
+        best.append(entry)
+    return best
+
+
 def best_of_rounds(results: List[dict]) -> dict:
-    """One trainer's measurements over several rounds: the fastest step and inference (a shared machine only ever
-    adds time), the first round's memory; `rounds` keeps every round's times."""
-    best = dict(results[0])
-    best["step_s"] = min(r["step_s"] for r in results)
-    best["inference_s"] = min(r["inference_s"] for r in results)
-    best["rounds"] = [{"step_s": r["step_s"], "inference_s": r["inference_s"]} for r in results]
+    """One trainer's measurements over several rounds (each a cost.measure_trainer row) as one row: every timed
+    field at its minimum over the rounds (a shared machine only ever adds time): the step, inference and, per N_test
+    of the sweep, the coarse and refined forward with their ratio. Memory (peak, saved for backward) is the first
+    round's: load adds time, not memory, so no round is a disturbed one to leave out. The rest (plan, device,
+    FLOPs) does not change between rounds. `rounds` keeps every round's times and peak memory."""
+    best = dict(results[0], **{key: min(r[key] for r in results) for key in ROUND_TIMES})
+    best["test_points_sweep"] = best_sweep([r["test_points_sweep"] for r in results], best["trainer"])
+    best["rounds"] = [{**{key: r[key] for key in (*ROUND_TIMES, "peak_memory_mb")},
+                       "test_points_sweep": [{key: e[key] for key in ("num_test_points", *SWEEP_TIMES)}
+                                             for e in r["test_points_sweep"]]} for r in results]
     return best
 
 
@@ -253,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what nnU-Net plans: 2d or 3d_fullres of nnUNetPlans, or resenc (3d_fullres of "
                              "nnUNetResEncUNetMPlans)")
     add_device_argument(parser, BENCHMARK_DEVICES, ("--device",))
-    parser.add_argument("--trainers", metavar="TRAINER", nargs="+", default=list(DEFAULT_TRAINERS),
+    parser.add_argument("-tr", "--trainers", dest="trainers", metavar="TRAINER", nargs="+",
+                        default=list(DEFAULT_TRAINERS),
                         help="each measured in its own process; the first is the baseline of the ratios")
     parser.add_argument("--image-shape", type=integer_at_least(1), nargs=3, default=(160, 512, 512),
                         metavar=("Z", "Y", "X"),
@@ -261,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plans2d", type=integer_at_least(1), nargs="+", metavar="S",
                         help="one table per 2D plan: nnU-Net's own 2d plan for images of S x S (and Z of "
                              f"--image-shape), at batch {PLANS2D_BATCH_SIZE} unless --batch-size, plus a summary over "
-                             "the plans")
+                             "the plans; without it one table, of --preset's plan")
     parser.add_argument("--patch-size", type=integer_at_least(1), nargs="+", metavar="N",
                         help="override the plan's patch size (2 values for 2d, 3 for 3d_fullres and resenc); without "
                              "it the plan's, or 128^3 for the 3D presets on CUDA")
@@ -271,23 +282,25 @@ def build_parser() -> argparse.ArgumentParser:
                         help="timed training steps per trainer (the step time is their mean)")
     parser.add_argument("--warmup", type=integer_at_least(0), default=3, help="untimed training steps before them")
     parser.add_argument("--rounds", type=integer_at_least(1), default=1,
-                        help="measure every trainer this many times in turn and keep its fastest times")
+                        help="measure every trainer this many times in turn and keep the fastest of each time (step, "
+                             "inference, each --test-points forward); memory is the first round's")
     parser.add_argument("--clock", choices=CLOCK_NAMES, default="wall",
                         help="cpu: time by the process's CPU time on one thread (CPU only), for a machine that other "
                              "processes share: they slow the elapsed time, not the CPU time")
     parser.add_argument("--case-scale", type=positive_number, default=1.5,
                         help="inference case edge length in patch lengths (1.5 -> 2 tiles per axis)")
-    parser.add_argument("--no-mirroring", action="store_true",
-                        help="sliding-window inference without mirroring (nnUNetv2_predict's --disable_tta)")
+    parser.add_argument("--disable_tta", "--no-mirroring", dest="no_mirroring", action="store_true",
+                        help="sliding-window inference without mirroring, as in nnUNetv2_predict")
     parser.add_argument("--test-points", type=integer_at_least(0), nargs="+", metavar="N",
-                        help="also time one patch's eval forward of each MORSE trainer at these N_test")
+                        help="also time one patch's eval forward of each MORSE trainer at these N_test; without it "
+                             "no such sweep")
     parser.add_argument("--precision", choices=("fp16", "bf16"), default="fp16",
                         help="CUDA autocast dtype: fp16 with nnU-Net's grad scaler (its default) or bf16 without")
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                         help="torch.compile the network: auto = nnU-Net's default (on for CUDA, off for CPU)")
     parser.add_argument("--profile", action="store_true",
                         help="also write a torch.profiler table of 3 training steps per trainer to --out")
-    parser.add_argument("--out", metavar="FOLDER", default="benchmark_results",
+    parser.add_argument("-o", "--out", dest="out", metavar="FOLDER", default="benchmark_results",
                         help="folder for the .md and .json files")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--plans-file", help=argparse.SUPPRESS)
@@ -363,6 +376,7 @@ def run_benchmark(args: argparse.Namespace, command: List[str]) -> None:
     print(f"\nwritten: {stem}.md, {stem}.json")
 
 
+@console_script
 def main(argv: Optional[Sequence[str]] = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()

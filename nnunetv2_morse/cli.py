@@ -1,5 +1,5 @@
 """What the package's commands share: nnU-Net's option spelling, help that shows every default, one-line errors,
-Markdown tables and the stamp of JSON reports.
+a quiet exit when the reader of their output goes away, Markdown tables and the stamp of JSON reports.
 
 This module imports only the standard library. A command declares its options here, parses them and only then
 imports torch, MONAI or nnU-Net, so that ``--help`` and argument errors answer at once.
@@ -7,12 +7,13 @@ imports torch, MONAI or nnU-Net, so that ``--help`` and argument errors answer a
 import argparse
 import contextlib
 import datetime
+import functools
 import importlib.metadata
 import json
 import os
 import sys
 import textwrap
-from typing import Iterator, Mapping, NoReturn, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, Mapping, NoReturn, Optional, Sequence, Tuple, TypeVar, Union
 
 DEFAULT_FOLDS = (0, 1, 2, 3, 4)
 DEFAULT_PLANS = "nnUNetPlans"
@@ -23,6 +24,7 @@ VERSIONED_DISTRIBUTIONS = {"nnunetv2_morse": "nnunetv2-morse", "nnunetv2": "nnun
                            "torch": "torch"}
 
 Fold = Union[int, str]
+Main = TypeVar("Main", bound=Callable)
 
 
 class CommandError(Exception):
@@ -66,6 +68,19 @@ def fold(value: str) -> Fold:
     if number < 0:
         raise argparse.ArgumentTypeError(f"a fold is an integer >= 0 or 'all', got {value!r}")
     return number
+
+
+def integer_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= minimum."""
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"give an integer >= {minimum}, got {value!r}")
+        return number
+    return parse
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, trainer_default: str = "nnUNetTrainer",
@@ -151,6 +166,43 @@ def one_line_errors(prog: str, errors: Tuple[type, ...] = (CommandError, ValueEr
         yield
     except errors as error:
         fail(prog, error)
+
+
+def _silence_stdout() -> None:
+    """Point stdout's file descriptor at os.devnull, so that writing what is still buffered cannot fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _stdout_flushed() -> bool:
+    """Flush stdout; False (and stdout silenced) if its reader has gone."""
+    try:
+        sys.stdout.flush()
+        return True
+    except BrokenPipeError:
+        _silence_stdout()
+        return False
+
+
+def console_script(main: Main) -> Main:
+    """Decorator of every console script's main: when the reader of stdout goes away early
+    (``nnUNetv2_morse_study results/colin27_2d --dry-run | head -3``), the command exits quietly with status 1, as
+    Python's documentation recommends (signal module, "Note on SIGPIPE"), instead of a BrokenPipeError traceback.
+    An error exit keeps its own status and message."""
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        try:
+            result = main(*args, **kwargs)
+        except BrokenPipeError:
+            _silence_stdout()
+            sys.exit(1)
+        except SystemExit as stop:
+            if not _stdout_flushed() and not stop.code:
+                sys.exit(1)
+            raise
+        if not _stdout_flushed():
+            sys.exit(1)
+        return result
+    return run
 
 
 def dataset_name(dataset: str) -> str:

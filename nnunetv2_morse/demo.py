@@ -16,7 +16,8 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from nnunetv2_morse.cli import add_device_argument, command_parser, fail, one_line_errors, resolve_device
+from nnunetv2_morse.cli import (add_device_argument, command_parser, console_script, fail, one_line_errors,
+                                resolve_device)
 from nnunetv2_morse.trainers import TRAINER_DIR
 
 PROG = "nnUNetv2_morse_demo"
@@ -79,6 +80,7 @@ def _run(cmd: List[str], env: Dict[str, str]) -> None:
     print(f"[demo] done in {time.time() - start:.0f} s", flush=True)
 
 
+@console_script
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = command_parser(
         PROG, "Make a small synthetic dataset, plan and preprocess it, train a MORSE trainer for a few minutes and "

@@ -11,6 +11,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from ledger_files import write_json
 from nnunetv2_morse import benchmark, cost
+from nnunetv2_morse.ledger.definition import RESERVED_BENCHMARK_OPTIONS
 from nnunetv2_morse.ledger.render import render_results
 from nnunetv2_morse.ledger.run import run_study_folder
 from plans import SMALL, SmallMORSE, build
@@ -95,6 +96,16 @@ def test_bad_or_contradictory_options_are_refused(options, message, capsys):
     with pytest.raises(SystemExit):
         benchmark.main(options)
     assert message in capsys.readouterr().err
+
+
+def test_options_also_in_nnunet_spelling_and_the_ledger_reserves_every_spelling_it_sets():
+    parser = benchmark.build_parser()
+    nnunet = parser.parse_args(["-tr", "A", "B", "-o", "folder", "--disable_tta"])
+    assert vars(nnunet) == vars(parser.parse_args(["--trainers", "A", "B", "--out", "folder", "--no-mirroring"]))
+    assert (nnunet.trainers, nnunet.out, nnunet.no_mirroring) == (["A", "B"], "folder", True)
+    set_by_the_ledger = {option for action in parser._actions if action.dest in ("device", "out", "worker", "plans_file")
+                         for option in action.option_strings}
+    assert set_by_the_ledger == set(RESERVED_BENCHMARK_OPTIONS)
 
 
 @pytest.mark.parametrize("options, message", [
@@ -186,9 +197,27 @@ def test_summary_puts_the_overhead_above_the_flops_beside_the_ratios():
     assert lines[5].endswith("| -4.0% | 3.0% (512) | -3.0% |")
 
 
-def test_best_of_rounds_keeps_the_fastest_times():
-    rounds = [{"trainer": "t", "step_s": 2.0, "inference_s": 1.0, "peak_memory_mb": 5.0},
-              {"trainer": "t", "step_s": 1.5, "inference_s": 1.2, "peak_memory_mb": 6.0}]
+def test_best_of_rounds_keeps_the_fastest_of_every_timed_field():
+    """Round 0 is the fastest at inference and at one N_test, round 1 at the step, the coarse forward and the other
+    N_test: every time, and every ratio printed from them, is the minimum over the rounds; memory is round 0's."""
+    def sweep(coarse, refined):
+        return [{"num_test_points": n, "coarse_s": coarse, "refined_s": r, "ratio": r / coarse, "unet_gflop": 10.0,
+                 "head_gflop": n / 1000} for n, r in zip((0, 1000), refined)]
+
+    rounds = [{"trainer": "t", "step_s": 2.0, "inference_s": 1.0, "peak_memory_mb": 5.0, "saved_for_backward_mb": 3.0,
+               "test_points_sweep": sweep(0.4, (0.45, 0.6))},
+              {"trainer": "t", "step_s": 1.5, "inference_s": 1.2, "peak_memory_mb": 6.0, "saved_for_backward_mb": 3.0,
+               "test_points_sweep": sweep(0.3, (0.35, 0.7))}]
     best = benchmark.best_of_rounds(rounds)
     assert (best["step_s"], best["inference_s"], best["peak_memory_mb"]) == (1.5, 1.0, 5.0)
-    assert best["rounds"] == [{"step_s": 2.0, "inference_s": 1.0}, {"step_s": 1.5, "inference_s": 1.2}]
+    assert [(e["num_test_points"], e["coarse_s"], e["refined_s"]) for e in best["test_points_sweep"]] == [
+        (0, 0.3, 0.35), (1000, 0.3, 0.6)]
+    assert [e["ratio"] for e in best["test_points_sweep"]] == pytest.approx([0.35 / 0.3, 0.6 / 0.3])
+    assert "| 1000 | 0.300 | 0.600 | 2.000 | 10.0 | 1.0 | 0.100 |" in benchmark.format_table([best], "t").splitlines()
+    assert best["rounds"][1] == {"step_s": 1.5, "inference_s": 1.2, "peak_memory_mb": 6.0, "test_points_sweep": [
+        {"num_test_points": 0, "coarse_s": 0.3, "refined_s": 0.35},
+        {"num_test_points": 1000, "coarse_s": 0.3, "refined_s": 0.7}]}
+    assert rounds[0]["test_points_sweep"][0]["coarse_s"] == 0.4  # the rounds themselves are left as they were
+    rounds[1]["test_points_sweep"].pop()
+    with pytest.raises(ValueError, match=r"the rounds of t swept different N_test \(\[\[0, 1000\], \[0\]\]\)"):
+        benchmark.best_of_rounds(rounds)

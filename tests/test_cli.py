@@ -52,18 +52,67 @@ def test_help_and_argument_errors_import_neither_torch_monai_nor_nnunet(argument
     assert heavy == {name: [] for name in CONSOLE_SCRIPTS}
 
 
+def script_command(name, *arguments):
+    """The command line that runs console script name with arguments as its installed launcher does."""
+    module, function = CONSOLE_SCRIPTS[name].split(":")
+    return [sys.executable, "-c", f"import sys; sys.argv = {[name, *arguments]!r}; "
+                                  f"from {module} import {function}; sys.exit({function}())"]
+
+
 @pytest.fixture(scope="module")
 def help_texts():
     """{console script: its --help output}, each run in its own process."""
     texts = {}
-    for name, target in CONSOLE_SCRIPTS.items():
-        module, function = target.split(":")
-        process = subprocess.run([sys.executable, "-c", f"import sys; sys.argv = [{name!r}, '--help']; "
-                                                        f"from {module} import {function}; {function}()"],
-                                 capture_output=True, text=True, timeout=120, cwd=ROOT)
+    for name in CONSOLE_SCRIPTS:
+        process = subprocess.run(script_command(name, "--help"), capture_output=True, text=True, timeout=120,
+                                 cwd=ROOT)
         assert process.returncode == 0, process.stderr
         texts[name] = process.stdout
     return texts
+
+
+ERROR_AFTER_OUTPUT = """
+import sys
+from nnunetv2_morse.cli import console_script
+
+@console_script
+def main():
+    print("a line")
+    sys.exit("prog: error: this message is kept")
+
+main()
+"""
+
+
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("command, stderr_if_buffered", [
+    (script_command("nnUNetv2_morse_trainer_dir"), ""),
+    (script_command("nnUNetv2_morse_study", "results/colin27_2d", "--dry-run", "-w", "WORK"), ""),
+    ([sys.executable, "-c", ERROR_AFTER_OUTPUT], "prog: error: this message is kept\n"),
+], ids=["trainer_dir", "study-dry-run", "error-exit"])
+def test_commands_exit_quietly_when_the_reader_of_their_output_has_gone(tmp_path, command, stderr_if_buffered,
+                                                                        buffered):
+    """As `COMMAND | head -0`: stdout is a pipe whose reading end is closed before the command writes. Exit status
+    1 and nothing on stderr but an error exit's own message (unbuffered, the first print already stops the
+    command)."""
+    reading_end, writing_end = os.pipe()
+    os.close(reading_end)
+    try:
+        process = subprocess.run([str(tmp_path) if a == "WORK" else a for a in command], stdout=writing_end,
+                                 stderr=subprocess.PIPE, text=True, timeout=120, cwd=ROOT,
+                                 env={**os.environ, "PYTHONUNBUFFERED": "" if buffered else "1"})
+    finally:
+        os.close(writing_end)
+    assert (process.returncode, process.stderr) == (1, stderr_if_buffered if buffered else "")
+
+
+def test_every_console_script_is_wrapped_by_console_script():
+    import importlib
+
+    wrapper_code = cli.console_script(print).__code__
+    for name, target in CONSOLE_SCRIPTS.items():
+        module, function = target.split(":")
+        assert getattr(importlib.import_module(module), function).__code__ is wrapper_code, name
 
 
 def test_help_texts_spell_options_as_nnunet_and_show_defaults(help_texts):

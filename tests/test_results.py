@@ -239,6 +239,13 @@ def test_render_command_refuses_a_folder_without_studies_in_one_line(tmp_path, c
                               "the ledger folder (-i)"
 
 
+def test_render_command_refuses_fewer_than_one_resample(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        render.main(["-i", str(tmp_path), "--resamples", "0"])
+    assert "nnUNetv2_morse_results: error: argument --resamples: give an integer >= 1, got '0'" in \
+        capsys.readouterr().err
+
+
 def test_confidence_interval_is_reproducible_and_handles_degenerate_differences():
     d = np.random.default_rng(0).normal(0.3, 1.0, 40)
     first, second = statistics.mean_confidence_interval(d, 999), statistics.mean_confidence_interval(d, 999)

@@ -259,8 +259,23 @@ def test_a_benchmark_study_keeps_its_tables_and_is_run_once(tmp_path):
     assert commands[0][:7] == ["nnUNetv2_morse_benchmark", "--preset", "2d", "--steps", "2", "-device", "cpu"]
     assert sorted(os.listdir(folder)) == ["benchmark_2d_cpu.json", "benchmark_2d_cpu.md", "run.json", "study.json"]
     write_json({"kind": "benchmark", "title": "x", "arguments": ["--out", "here"]}, str(folder / "study.json"))
-    with pytest.raises(StudyError, match="field 'arguments' must leave -device, --device, --out"):
+    with pytest.raises(StudyError, match="field 'arguments' must leave -device, --device, -o, --out"):
         load_study(str(folder))
+
+
+def test_a_benchmark_study_runs_on_cpu_or_cuda_only(tmp_path):
+    """mps is refused when the study is loaded (study.json's device) or run (-device), as the benchmark refuses it;
+    a training study keeps it."""
+    folder = tmp_path / "results" / "cost" / "mps"
+    write_json({"kind": "benchmark", "title": "x", "arguments": [], "device": "mps"}, str(folder / "study.json"))
+    with pytest.raises(StudyError) as error:
+        load_study(str(folder))
+    assert str(error.value) == (f"{folder / 'study.json'}: field 'device' must be one of cpu, cuda in a benchmark "
+                                "study (the devices nnUNetv2_morse_benchmark runs on), got \"mps\"")
+    write_json({"kind": "benchmark", "title": "x", "arguments": []}, str(folder / "study.json"))
+    with pytest.raises(StudyError, match=f"^-device mps: {folder} is a benchmark study, which runs on cpu or cuda$"):
+        run_study_folder(str(folder), str(tmp_path / "work"), "mps", dry_run=True)
+    assert one_training_study(tmp_path, device="mps").device == "mps"
 
 
 def test_a_cuda_study_is_refused_in_one_line_without_cuda(tmp_path, monkeypatch):

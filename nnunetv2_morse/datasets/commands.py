@@ -6,6 +6,8 @@ import os
 import sys
 from typing import Callable, Optional, Sequence
 
+from nnunetv2_morse.cli import console_script
+
 __all__ = ["make_boundary_dataset_entry", "make_colin27_entry", "run_dataset_builder"]
 
 CONFIGURATIONS = {2: "2d", 3: "3d_fullres"}  # the configuration a builder's next command plans, per dimension
@@ -39,6 +41,7 @@ def _parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+@console_script
 def make_boundary_dataset_entry(argv: Optional[Sequence[str]] = None) -> int:
     """Console script ``nnUNetv2_morse_make_boundary_dataset``: writes the dataset into ``$nnUNet_raw``."""
     parser = _parser("Write the synthetic boundary benchmark (thin vessels, thin-walled cysts, touching classes, "
@@ -62,6 +65,7 @@ def make_boundary_dataset_entry(argv: Optional[Sequence[str]] = None) -> int:
     return run_dataset_builder(build, options["dataset_id"], CONFIGURATIONS[options["dim"]])
 
 
+@console_script
 def make_colin27_entry(argv: Optional[Sequence[str]] = None) -> int:
     """Console script ``nnUNetv2_morse_make_colin27``: writes into ``$nnUNet_raw`` and ``$nnUNet_preprocessed``."""
     parser = _parser("Write the Colin27 T1 + AAL lobes benchmark (Debian mricron-data) as an nnU-Net v2 raw dataset "

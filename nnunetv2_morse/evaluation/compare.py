@@ -23,8 +23,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from nnunetv2_morse.cli import (CommandError, command_parser, markdown_table, one_line_errors, report_stamp,
-                                write_json)
+from nnunetv2_morse.cli import (CommandError, command_parser, console_script, markdown_table, one_line_errors,
+                                report_stamp, write_json)
 from nnunetv2_morse.evaluation.evaluate import format_metric, print_warnings
 from nnunetv2_morse.evaluation.metrics import HIGHER_IS_BETTER, METRIC_NAMES, METRIC_UNITS
 from nnunetv2_morse.evaluation.statistics import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE_LEVEL,
@@ -255,6 +255,7 @@ def plot_differences(comparison: Mapping, path: str) -> None:
     plt.close(figure)
 
 
+@console_script
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """nnUNetv2_morse_compare BASELINE.json MODEL.json [...] [--names ...] [-o PREFIX]"""
     prog = "nnUNetv2_morse_compare"

@@ -28,7 +28,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from nnunetv2_morse.cli import (CommandError, Fold, add_model_arguments, add_processes_argument, command_parser,
-                                dataset_name, markdown_table, one_line_errors, report_stamp,
+                                console_script, dataset_name, markdown_table, one_line_errors, report_stamp,
                                 required_environment_folder, trained_model_folder, write_json)
 from nnunetv2_morse.evaluation.metrics import (DEFAULT_EMPTY, DEFAULT_TOLERANCE_MM, EMPTY_RULES, HIGHER_IS_BETTER,
                                                IGNORE_RULE, METRIC_NAMES, METRIC_UNITS, EvaluatedClass, as_spatial,
@@ -470,6 +470,7 @@ def _add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
                                   "imports torch, MONAI and nnU-Net first)")
 
 
+@console_script
 def main_evaluate(argv: Optional[Sequence[str]] = None) -> None:
     """nnUNetv2_morse_evaluate REF_FOLDER PRED_FOLDER -djfile dataset.json [-o out.json] ..."""
     prog = "nnUNetv2_morse_evaluate"
@@ -500,6 +501,7 @@ def main_evaluate(argv: Optional[Sequence[str]] = None) -> None:
     print(f"Wrote {output_file}")
 
 
+@console_script
 def main_evaluate_cv(argv: Optional[Sequence[str]] = None) -> None:
     """nnUNetv2_morse_evaluate_cv -d DATASET -c CONFIGURATION [-tr TRAINER] [-p PLANS] [-f 0 1 2 3 4] [-o FILE] ..."""
     prog = "nnUNetv2_morse_evaluate_cv"

@@ -9,8 +9,8 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from nnunetv2_morse.cli import (DEFAULT_CHECKPOINT, CommandError, Fold, add_device_argument, add_model_arguments,
-                                command_parser, morse_network, one_line_errors, resolve_device, trained_model_folder,
-                                trained_predictor)
+                                command_parser, console_script, morse_network, one_line_errors, resolve_device,
+                                trained_model_folder, trained_predictor)
 
 PANEL_INCHES = 3.2
 DPI = 120
@@ -201,6 +201,7 @@ def make_picture(model_folder: str, image_files: Sequence[str], out_file: str, f
     return out_file
 
 
+@console_script
 def main(argv: Optional[Sequence[str]] = None) -> None:
     prog = "nnUNetv2_morse_picture"
     parser = command_parser(

@@ -15,9 +15,9 @@ import time
 from typing import List, Optional, Sequence
 
 from nnunetv2_morse.cli import (DEFAULT_CHECKPOINT, DEFAULT_PLANS, Fold, add_device_argument, add_model_arguments,
-                                add_processes_argument, command_parser, dataset_name, markdown_table, morse_network,
-                                one_line_errors, report_stamp, required_environment_folder, resolve_device,
-                                trained_model_folder, trained_predictor, write_json)
+                                add_processes_argument, command_parser, console_script, dataset_name, markdown_table,
+                                morse_network, one_line_errors, report_stamp, required_environment_folder,
+                                resolve_device, trained_model_folder, trained_predictor, write_json)
 from nnunetv2_morse.evaluation.evaluate import (DEFAULT_TOLERANCE_MM, EvaluationError, build_report, evaluate_cases,
                                                 load_json, paired_files, validation_cases)
 from nnunetv2_morse.evaluation.metrics import DEFAULT_EMPTY, EMPTY_RULES, classes_from_dataset_json
@@ -113,6 +113,7 @@ def markdown_summary(result: dict) -> str:
                                             "HD95 (mm)", "NSD"], table, "rrrrrrr") + "\n"
 
 
+@console_script
 def main(argv: Optional[Sequence[str]] = None) -> None:
     prog = "nnUNetv2_morse_test_points"
     parser = command_parser(

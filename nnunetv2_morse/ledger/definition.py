@@ -12,12 +12,15 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from nnunetv2_morse.benchmark import BENCHMARK_DEVICES
+
 STUDY_FILE = "study.json"
 PLANS = "nnUNetPlans"
 HEAD_OFF_TITLE = "What the head adds at inference: head on vs head off (N_test 0, the coarse U-Net output)"
 BUILDERS = ("synthetic", "boundary", "colin27")
 DEVICES = ("cpu", "cuda", "mps")
-RESERVED_BENCHMARK_OPTIONS = ("-device", "--device", "--out", "--worker", "--plans-file")
+BENCHMARK_STUDY_DEVICES = tuple(device for device in DEVICES if device in BENCHMARK_DEVICES)
+RESERVED_BENCHMARK_OPTIONS = ("-device", "--device", "-o", "--out", "--worker", "--plans-file")
 
 
 class StudyError(Exception):
@@ -262,8 +265,12 @@ def _benchmark_study(folder: str, fields: _Fields) -> BenchmarkStudy:
     if reserved:
         fields.fail("arguments", f"must leave {', '.join(RESERVED_BENCHMARK_OPTIONS)} to the ledger (the device is "
                                  "field 'device')", reserved)
-    study = BenchmarkStudy(folder, fields.text("title"), fields.text("description", ""),
-                           fields.text("device", "cpu", DEVICES), arguments, _verdict(fields))
+    device = fields.text("device", "cpu", DEVICES)
+    if device not in BENCHMARK_STUDY_DEVICES:
+        fields.fail("device", f"must be one of {', '.join(BENCHMARK_STUDY_DEVICES)} in a benchmark study (the "
+                              "devices nnUNetv2_morse_benchmark runs on)", device)
+    study = BenchmarkStudy(folder, fields.text("title"), fields.text("description", ""), device, arguments,
+                           _verdict(fields))
     fields.finish()
     return study
 

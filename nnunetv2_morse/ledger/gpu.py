@@ -16,7 +16,7 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from typing import List, Optional, Sequence, Tuple
 
-from nnunetv2_morse.cli import command_parser, fail, one_line_errors
+from nnunetv2_morse.cli import command_parser, console_script, fail, one_line_errors
 
 PROG = "nnUNetv2_morse_gpu_evidence"
 CUDA_TESTS_FOLDER = os.path.join("cost", "cuda_tests")
@@ -76,6 +76,7 @@ def run_tests(command: List[str], results_folder: str) -> bool:
     return counts["failed"] == 0 and counts["errors"] == 0
 
 
+@console_script
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = command_parser(PROG, __doc__)
     parser.add_argument("-i", dest="results", metavar="FOLDER", default=os.path.join(REPOSITORY, "results"),

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nnunetv2_morse.cli import command_parser, markdown_table, one_line_errors
+from nnunetv2_morse.cli import command_parser, console_script, integer_at_least, markdown_table, one_line_errors
 from nnunetv2_morse.ledger.definition import (BenchmarkStudy, Run, StudyError, TrainingStudy, find_studies, load_study,
                                               recorded_identity_mismatch)
 from nnunetv2_morse.ledger.gpu import CUDA_TESTS_FOLDER, CUDA_TESTS_SUMMARY
@@ -611,6 +611,7 @@ def render_results(results_folder: str, output: str, resamples: int) -> List[str
     return [s.name for s in rendered.studies]
 
 
+@console_script
 def main(argv: Optional[Sequence[str]] = None) -> None:
     from nnunetv2_morse.ledger.verdict import default_readme, shown_path, stale_documents, write_documents
 
@@ -618,12 +619,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("-i", dest="results", metavar="FOLDER", default="results",
                         help="the ledger folder (holding the studies)")
     parser.add_argument("-o", dest="output", metavar="FILE",
-                        help="the Markdown file; default: RESULTS.md beside the ledger folder")
+                        help="the Markdown file (default: RESULTS.md beside the ledger folder)")
     parser.add_argument("--readme", metavar="FILE",
                         help="the README whose verdict block (between its verdict markers) is rendered from the "
-                             "ledger, the rest left as it is; default: README.md beside the ledger folder if it has "
-                             "the markers, else none")
-    parser.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples per confidence interval")
+                             "ledger, the rest left as it is (default: README.md beside the ledger folder if it has "
+                             "the markers, else none)")
+    parser.add_argument("--resamples", metavar="N", type=integer_at_least(1), default=9999,
+                        help="bootstrap resamples per confidence interval")
     parser.add_argument("--check", action="store_true",
                         help="write nothing: render in memory and say which of RESULTS.md and the README's verdict "
                              "differ from what the ledger renders (exit status 1 if any; figures are not compared)")

@@ -24,10 +24,10 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from nnunetv2_morse.cli import command_parser, one_line_errors
+from nnunetv2_morse.cli import command_parser, console_script, one_line_errors
 from nnunetv2_morse.ledger import records
-from nnunetv2_morse.ledger.definition import (DEVICES, PLANS, BenchmarkStudy, Run, StudyError, TrainingStudy,
-                                              load_study, recorded_identity_mismatch)
+from nnunetv2_morse.ledger.definition import (BENCHMARK_STUDY_DEVICES, DEVICES, PLANS, BenchmarkStudy, Run, StudyError,
+                                              TrainingStudy, load_study, recorded_identity_mismatch)
 
 PROG = "nnUNetv2_morse_study"
 METRICS_FILE = "metrics.json"
@@ -359,6 +359,9 @@ def run_study_folder(folder: str, work: Optional[str] = None, device: Optional[s
     study = load_study(folder)
     workspace = Workspace(os.path.abspath(work or default_work_folder(folder)))
     device = device or study.device
+    if isinstance(study, BenchmarkStudy) and device not in BENCHMARK_STUDY_DEVICES:
+        raise StudyError(f"-device {device}: {folder} is a benchmark study, which runs on "
+                         f"{' or '.join(BENCHMARK_STUDY_DEVICES)}")
     if not dry_run:
         require_device(device, folder)
     if isinstance(study, BenchmarkStudy):
@@ -376,17 +379,21 @@ def run_study_folder(folder: str, work: Optional[str] = None, device: Optional[s
     run_training_study(study, workspace, execute, device, num_processes, trainers, folds, dry_run)
 
 
+@console_script
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = command_parser(PROG, __doc__, "See results/README.md: how to run, resume, render and add a study.")
     parser.add_argument("study", help="a study folder holding study.json, e.g. results/colin27_2d")
     parser.add_argument("-w", dest="work", metavar="FOLDER",
-                        help=f"work folder for nnU-Net's raw, preprocessed and results folders; default "
-                             f"${WORK_VARIABLE}/<study> if that is set, else <study>/../.work/<study>")
-    parser.add_argument("-device", choices=DEVICES, help="device; default: the study's 'device'")
+                        help=f"work folder for nnU-Net's raw, preprocessed and results folders (default: "
+                             f"${WORK_VARIABLE}/<study> if that is set, else <study>/../.work/<study>)")
+    parser.add_argument("-device", choices=DEVICES, help="device to run the study on (default: the study's "
+                                                         "'device')")
     parser.add_argument("-np", dest="num_processes", metavar="N", type=int, default=2,
                         help="processes for preprocessing, validation export, scoring")
-    parser.add_argument("-tr", dest="trainers", metavar="TRAINER", nargs="+", help="only these trainers of the study")
-    parser.add_argument("-f", dest="folds", metavar="FOLD", nargs="+", type=int, help="only these folds of the study")
+    parser.add_argument("-tr", dest="trainers", metavar="TRAINER", nargs="+",
+                        help="only these trainers of the study (default: all)")
+    parser.add_argument("-f", dest="folds", metavar="FOLD", nargs="+", type=int,
+                        help="only these folds of the study (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (what is done, what is left) and stop")
     args = parser.parse_args(argv)
     if args.num_processes < 1:

@@ -13,6 +13,8 @@ import pkgutil
 import sys
 from typing import Dict
 
+from nnunetv2_morse.cli import console_script
+
 TRAINER_MODULE = "nnunetv2_morse_trainer_classes"
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # installed from a wheel: site-packages/nnunetv2_morse_trainers; a checkout or an editable install: <checkout>/trainers
@@ -30,6 +32,7 @@ def trainer_classes() -> Dict[str, type]:
             if isinstance(obj, type) and issubclass(obj, nnUNetTrainer) and obj.__module__ == module.__name__}
 
 
+@console_script
 def print_trainer_dir() -> None:
     """The console script nnUNetv2_morse_trainer_dir: prints TRAINER_DIR, or exits with a one-line error."""
     if not os.path.isfile(os.path.join(TRAINER_DIR, TRAINER_MODULE + ".py")):
