@@ -132,7 +132,8 @@ def default_num_processes() -> int:
 
 def add_processes_argument(parser: argparse.ArgumentParser, purpose: str) -> None:
     """-np, defaulting to default_num_processes(); purpose completes "processes for ..."."""
-    parser.add_argument("-np", dest="num_processes", metavar="N", type=int, default=default_num_processes(),
+    parser.add_argument("-np", dest="num_processes", metavar="N", type=integer_at_least(1),
+                        default=default_num_processes(),
                         help=f"processes for {purpose}; nnU-Net's default ($nnUNet_def_n_proc, else 8) capped at "
                              "the CPU count")
 

@@ -225,6 +225,16 @@ def test_default_num_processes_follows_nnunet_and_the_cpu_count(monkeypatch):
     assert cli.default_num_processes() == min(8, os.cpu_count())
 
 
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_processes_are_at_least_one(capsys, value):
+    parser = cli.command_parser("prog", "A command.")
+    cli.add_processes_argument(parser, "scoring")
+    assert parser.parse_args(["-np", "3"]).num_processes == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["-np", value])
+    assert capsys.readouterr().err.splitlines()[-1] == f"prog: error: argument -np: give an integer >= 1, got '{value}'"
+
+
 def test_device_resolution():
     import torch
 
