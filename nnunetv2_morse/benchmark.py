@@ -285,8 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="measure every trainer this many times in turn and keep the fastest of each time (step, "
                              "inference, each --test-points forward); memory is the first round's")
     parser.add_argument("--clock", choices=CLOCK_NAMES, default="wall",
-                        help="cpu: time by the process's CPU time on one thread (CPU only), for a machine that other "
-                             "processes share: they slow the elapsed time, not the CPU time")
+                        help="cpu: time by the process's CPU time on one thread (CPU only), less affected than the "
+                             "elapsed time by other processes but not immune (vCPUs that share a core's execution "
+                             "units slow each other): measure with nothing else running either way")
     parser.add_argument("--case-scale", type=positive_number, default=1.5,
                         help="inference case edge length in patch lengths (1.5 -> 2 tiles per axis)")
     parser.add_argument("--disable_tta", "--no-mirroring", dest="no_mirroring", action="store_true",

@@ -11,6 +11,8 @@ import functools
 import importlib.metadata
 import json
 import os
+import select
+import stat
 import sys
 import textwrap
 from typing import Callable, Iterator, Mapping, NoReturn, Optional, Sequence, Tuple, TypeVar, Union
@@ -130,7 +132,8 @@ def default_num_processes() -> int:
 
 def add_processes_argument(parser: argparse.ArgumentParser, purpose: str) -> None:
     """-np, defaulting to default_num_processes(); purpose completes "processes for ..."."""
-    parser.add_argument("-np", dest="num_processes", metavar="N", type=int, default=default_num_processes(),
+    parser.add_argument("-np", dest="num_processes", metavar="N", type=integer_at_least(1),
+                        default=default_num_processes(),
                         help=f"processes for {purpose}; nnU-Net's default ($nnUNet_def_n_proc, else 8) capped at "
                              "the CPU count")
 
@@ -183,16 +186,37 @@ def _stdout_flushed() -> bool:
         return False
 
 
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe or socket whose reader has closed. Where select.poll exists, stdout's file descriptor
+    registered for no events then polls POLLERR (a pipe) or POLLHUP (a socket); elsewhere any pipe or socket is taken
+    for closed. A file or a terminal never is."""
+    try:
+        descriptor = sys.stdout.fileno()
+        mode = os.fstat(descriptor).st_mode
+    except (AttributeError, OSError, ValueError):
+        return False
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return False
+    if not hasattr(select, "poll"):
+        return True
+    poller = select.poll()
+    poller.register(descriptor, 0)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
 def console_script(main: Main) -> Main:
     """Decorator of every console script's main: when the reader of stdout goes away early
-    (``nnUNetv2_morse_study results/colin27_2d --dry-run | head -3``), the command exits quietly with status 1, as
-    Python's documentation recommends (signal module, "Note on SIGPIPE"), instead of a BrokenPipeError traceback.
-    An error exit keeps its own status and message."""
+    (``nnUNetv2_morse_study results/colin27_2d --dry-run | head -3``) and a write to stdout fails, the command exits
+    quietly with status 1, as Python's documentation recommends (signal module, "Note on SIGPIPE"), instead of a
+    BrokenPipeError traceback. A BrokenPipeError from another pipe keeps its traceback (stdout_reader_gone); an
+    error exit keeps its own status and message."""
     @functools.wraps(main)
     def run(*args, **kwargs):
         try:
             result = main(*args, **kwargs)
         except BrokenPipeError:
+            if not stdout_reader_gone():
+                raise
             _silence_stdout()
             sys.exit(1)
         except SystemExit as stop:

@@ -182,8 +182,9 @@ def measure_trainer(trainer_name: str, plans_file: str, configuration: str, devi
                     profile_file: Optional[str] = None, clock_name: str = "wall") -> dict:
     """Times train_step and sliding-window inference of one trainer (run in its own process).
 
-    clock_name 'wall': elapsed time; 'cpu': this process's CPU time on one thread, which other processes on a
-    shared machine do not add to (the U-Net and the head then run single-threaded).
+    clock_name 'wall': elapsed time; 'cpu': this process's CPU time on one thread (the U-Net and the head then run
+    single-threaded), which other processes slow less than the elapsed time but still do where they share the core's
+    execution units.
 
     precision bf16: autocast to bfloat16 without grad scaler, for every trainer (MORSE trainers read
     $nnUNet_morse_autocast, which main() sets; nnUNetTrainer gets the process-wide default autocast dtype)."""

@@ -106,6 +106,47 @@ def test_commands_exit_quietly_when_the_reader_of_their_output_has_gone(tmp_path
     assert (process.returncode, process.stderr) == (1, stderr_if_buffered if buffered else "")
 
 
+ANOTHER_PIPE_BROKEN = """
+import os
+from nnunetv2_morse.cli import console_script
+
+@console_script
+def main():
+    print("a line")
+    reading_end, writing_end = os.pipe()
+    os.close(reading_end)
+    os.write(writing_end, b"to a reader that has gone")
+
+main()
+"""
+
+
+@pytest.mark.parametrize("stdout", ["file", "open-pipe"])
+def test_a_broken_pipe_other_than_stdout_keeps_its_traceback(tmp_path, stdout):
+    """A worker's or subprocess's pipe breaking is a failure to report, not the reader of stdout going away."""
+    with open(tmp_path / "stdout", "w") as file:
+        process = subprocess.run([sys.executable, "-c", ANOTHER_PIPE_BROKEN], stderr=subprocess.PIPE, text=True,
+                                 stdout=file if stdout == "file" else subprocess.PIPE, timeout=120, cwd=ROOT)
+    assert process.returncode == 1
+    assert process.stderr.startswith("Traceback") and process.stderr.splitlines()[-1].startswith("BrokenPipeError")
+    assert (process.stdout if stdout == "open-pipe" else (tmp_path / "stdout").read_text()) == "a line\n"
+
+
+@pytest.mark.parametrize("poll", [True, False], ids=["poll", "without-poll"])
+def test_stdout_counts_as_gone_only_as_a_pipe_whose_reader_closed(tmp_path, monkeypatch, poll):
+    """Without select.poll any pipe counts as gone: a file never does."""
+    if not poll:
+        monkeypatch.delattr(cli.select, "poll")
+    reading_end, writing_end = os.pipe()
+    with open(tmp_path / "file", "w") as file, os.fdopen(writing_end, "w") as pipe:
+        monkeypatch.setattr(sys, "stdout", file)
+        assert not cli.stdout_reader_gone()
+        monkeypatch.setattr(sys, "stdout", pipe)
+        assert cli.stdout_reader_gone() is not poll
+        os.close(reading_end)
+        assert cli.stdout_reader_gone()
+
+
 def test_every_console_script_is_wrapped_by_console_script():
     import importlib
 
@@ -182,6 +223,16 @@ def test_default_num_processes_follows_nnunet_and_the_cpu_count(monkeypatch):
     assert cli.default_num_processes() == 1
     monkeypatch.delenv("nnUNet_def_n_proc")
     assert cli.default_num_processes() == min(8, os.cpu_count())
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_processes_are_at_least_one(capsys, value):
+    parser = cli.command_parser("prog", "A command.")
+    cli.add_processes_argument(parser, "scoring")
+    assert parser.parse_args(["-np", "3"]).num_processes == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["-np", value])
+    assert capsys.readouterr().err.splitlines()[-1] == f"prog: error: argument -np: give an integer >= 1, got '{value}'"
 
 
 def test_device_resolution():

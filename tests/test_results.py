@@ -163,7 +163,6 @@ def test_results_md_shows_the_numbers_noise_floor_head_and_figures(ledger, tmp_p
     assert f"{np.mean(difference):+.4f} [" in head
     assert "| nnUNetTrainer | 0 | 0, 1 | 10.5 [10.0, 11.0] | 3 | 0.7000 | +0.1000 |" in text
     assert "**nnUNetTrainer (seed 0) has not levelled off**: its pseudo-Dice (EMA) still rose by +0.1000" in text
-    assert "nnUNetTrainerMORSE (seed 0) has not levelled off" not in text
     for name in ("test_study_1_differences.png", "test_study_1_curves.png", "test_study_head_off.png"):
         assert (tmp_path / "results" / "figures" / name).read_bytes()[:4] == b"\x89PNG"
         assert f"](results/figures/{name})" in text
@@ -319,7 +318,7 @@ def test_verdict_shows_the_paired_rows_numbers_the_noise_floor_and_words(headlin
     block = block_of(tmp_path / "README.md")
     paired = compare_arms(load_arm(study, "nnUNetTrainer", 0), load_arm(study, "nnUNetTrainerMORSE", 0), 999)
     assert ("- [MORSE vs nnU-Net](RESULTS.md#morse-vs-nnu-net) (`test_study`), nnUNetTrainerMORSE − nnUNetTrainer: "
-            "2 of 2 folds finished, 20 paired cases:") in block
+            "2 of 2 folds finished, 20 paired cases") in block
     assert "### MORSE vs nnU-Net\n" in (tmp_path / "RESULTS.md").read_text()
     for metric in SHIFT:
         digits = 2 if metric in ("HD95", "ASSD") else 4
@@ -333,6 +332,53 @@ def test_verdict_shows_the_paired_rows_numbers_the_noise_floor_and_words(headlin
             f", p (BH) {row.p_adjusted:.3g}, noise floor {floor:.{digits}f}: **better**")
     assert block.rstrip().endswith("[RESULTS.md](RESULTS.md).")
     assert "**Cost**" in block and '- none: mark one with `"verdict": true`' in block.split("**Cost**")[1]
+
+
+def rising_ema(rise):
+    """10 epochs whose EMA pseudo-Dice changes by rise over the last 20% (epochs 7 to 9)."""
+    return [0.5] * 7 + [0.6, 0.6 + rise / 2, 0.6 + rise]
+
+
+@pytest.mark.parametrize("rises, caveat", [
+    ({"nnUNetTrainer": (0.005, 0.005), "nnUNetTrainerMORSE": (0.03, 0.01)},
+     "; nnUNetTrainerMORSE has not levelled off (EMA +0.020 over the last 20% of epochs)"),
+    ({"nnUNetTrainer": (0.02, 0.04), "nnUNetTrainerMORSE": (0.01, 0.0)},
+     "; nnUNetTrainer has not levelled off (EMA +0.030 over the last 20% of epochs)"),
+    ({"nnUNetTrainer": (0.02, 0.04), "nnUNetTrainerMORSE": (0.03, 0.01)},
+     "; nnUNetTrainer has not levelled off (EMA +0.030 over the last 20% of epochs); nnUNetTrainerMORSE has not "
+     "levelled off (EMA +0.020 over the last 20% of epochs)"),
+    ({"nnUNetTrainer": (0.01, 0.0), "nnUNetTrainerMORSE": (-0.05, 0.0)}, ""),
+], ids=["model", "baseline", "both", "neither"])
+def test_runs_table_and_verdict_name_the_side_of_a_comparison_that_has_not_levelled_off(headline, tmp_path, rises,
+                                                                                        caveat):
+    """rises: each trainer's EMA change over the last 20% of epochs at seed 0, per fold (the mean over the folds
+    counts: above 0.01 has not levelled off)."""
+    study, values = headline
+    for trainer, arm in (("nnUNetTrainer", "base0"), ("nnUNetTrainerMORSE", "morse0")):
+        for fold, rise in enumerate(rises[trainer]):
+            write_finished_run(study, trainer, 0, fold, fold_values(values[arm], fold),
+                               head_off_values=fold_values(values["off0"], fold), ema=rising_ema(rise))
+        assert render.ema_change(study, trainer, 0) == pytest.approx(np.mean(rises[trainer]))
+    render_main()
+    text = (tmp_path / "RESULTS.md").read_text()
+    for trainer, trainer_rises in rises.items():
+        warning = (f"**{trainer} (seed 0) has not levelled off**: its pseudo-Dice (EMA) still rose by "
+                   f"{np.mean(trainer_rises):+.4f} over the last 20% of epochs (more than 0.01)")
+        assert (warning in text) == (np.mean(trainer_rises) > 0.01), trainer
+        assert f"**{trainer} (seed 1) has not levelled off**: its pseudo-Dice (EMA) still rose by +0.1000" in text
+    assert ("- [MORSE vs nnU-Net](RESULTS.md#morse-vs-nnu-net) (`test_study`), nnUNetTrainerMORSE − nnUNetTrainer: "
+            f"2 of 2 folds finished, 20 paired cases{caveat}:\n") in block_of(tmp_path / "README.md")
+
+
+def test_ema_change_is_none_without_a_finished_curve(ledger):
+    study, values = ledger
+    for fold in (0, 1):
+        write_finished_run(study, "nnUNetTrainerMORSE", 1, fold, fold_values(values["morse1"], fold), ema=())
+    assert render.ema_change(study, "nnUNetTrainerMORSE", 1) is None
+    os.remove(os.path.join(study.folder, "runs", "nnUNetTrainer", "seed1", "fold_0", "run.json"))
+    assert render.ema_change(study, "nnUNetTrainer", 1) == pytest.approx(0.1)
+    os.remove(os.path.join(study.folder, "runs", "nnUNetTrainer", "seed1", "fold_1", "run.json"))
+    assert render.ema_change(study, "nnUNetTrainer", 1) is None
 
 
 @pytest.mark.parametrize("metric, low, high, p_adjusted, floor, word", [
@@ -362,7 +408,7 @@ def test_verdict_says_preliminary_within_noise_and_noise_floor_not_yet_measured(
         write_finished_run(study, "nnUNetTrainerMORSE", 1, fold, fold_values(far, fold))
     render_main()
     block = block_of(tmp_path / "README.md")
-    assert "nnUNetTrainerMORSE − nnUNetTrainer: 2 of 2 folds finished, 20 paired cases:" in block
+    assert "nnUNetTrainerMORSE − nnUNetTrainer: 2 of 2 folds finished, 20 paired cases" in block
     assert all(metric_line(block, m).endswith("**within the seed-to-seed noise**") for m in SHIFT)
     os.remove(os.path.join(study.folder, "runs", "nnUNetTrainerMORSE", "seed0", "fold_1", "run.json"))
     for trainer in ("nnUNetTrainer", "nnUNetTrainerMORSE"):
@@ -370,7 +416,7 @@ def test_verdict_says_preliminary_within_noise_and_noise_floor_not_yet_measured(
             os.remove(os.path.join(study.folder, "runs", trainer, "seed1", f"fold_{fold}", "run.json"))
     render_main()
     block = block_of(tmp_path / "README.md")
-    assert "2 folds finished (**preliminary**), 10 paired cases:" in block
+    assert "2 folds finished (**preliminary**), 10 paired cases" in block
     # case_03's Dice of class b, missing in the baseline, is left out on both sides: the shift stays visible
     assert all(metric_line(block, m).endswith("**better, noise floor not yet measured**") for m in SHIFT)
     assert "noise floor 0" not in block

@@ -215,6 +215,16 @@ def test_the_command_answers_bad_input_in_one_line(tmp_path):
         run.main([study.folder, "-w", str(tmp_path / "work")])
 
 
+@pytest.mark.parametrize("value", ["0", "-3", "x"])
+def test_the_command_refuses_fewer_than_one_process_in_one_line(tmp_path, capsys, value):
+    study = two_trainer_study(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        run.main([study.folder, "-np", value, "--dry-run"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        f"nnUNetv2_morse_study: error: argument -np: give an integer >= 1, got '{value}'"
+
+
 def test_runs_are_ordered_seed_fold_trainer_and_named_by_schedule_and_seed(tmp_path):
     study = write_study(tmp_path / "s", trainers={"nnUNetTrainer": [0, 1], "nnUNetTrainerIAR": [0]}, head_off=[],
                         comparisons=[])

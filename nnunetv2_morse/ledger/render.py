@@ -182,6 +182,33 @@ def compare_arms(baseline: Arm, model: Arm, resamples: int) -> Paired:
                   tuple(Row(*r, float(p)) for r, p in zip(rows, adjusted)), differences)
 
 
+def finished_ema_curves(study: TrainingStudy, trainer: str, seed: int) -> Dict[int, List[float]]:
+    """{fold: pseudo-Dice (EMA) per epoch, missing epochs left out} of the trainer's finished runs at seed."""
+    curves = {}
+    for fold in study.folds:
+        folder = os.path.join(study.folder, Run(trainer, seed, fold).folder)
+        if os.path.isfile(os.path.join(folder, RECORD_FILE)):
+            curves[fold] = [v for v in read_json(os.path.join(folder, CURVES_FILE)).get("ema_fg_dice", [])
+                            if v is not None]
+    return curves
+
+
+def ema_change(study: TrainingStudy, trainer: str, seed: int) -> Optional[float]:
+    """The mean over the trainer's finished folds at seed of its pseudo-Dice (EMA) change over the last
+    LEVELLING_SHARE of epochs; None if no finished fold has a curve."""
+    changes = []
+    for ema in finished_ema_curves(study, trainer, seed).values():
+        if ema:
+            back = max(1, round(LEVELLING_SHARE * len(ema)))
+            changes.append(ema[-1] - ema[max(0, len(ema) - 1 - back)])
+    return float(np.mean(changes)) if changes else None
+
+
+def has_not_levelled_off(change: Optional[float]) -> bool:
+    """Whether an ema_change says the schedule may be too short: above LEVELLED_OFF."""
+    return change is not None and change > LEVELLED_OFF
+
+
 def _list(numbers: Sequence[int]) -> str:
     return ", ".join(map(str, numbers))
 
@@ -347,31 +374,23 @@ class StudyRenderer:
                  f"final pseudo-Dice (EMA, mean over folds) | its change over the last {LEVELLING_SHARE:.0%} of "
                  "epochs |", "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
         unlevelled = []
+        compared = {trainer for c in self.study.comparisons for trainer in (c.baseline, *c.models)}
         for trainer, seeds in self.study.trainers:
             for seed in seeds:
-                finished, minutes, finals, changes, epochs = [], [], [], [], set()
-                for fold in self.study.folds:
-                    folder = os.path.join(self.study.folder, Run(trainer, seed, fold).folder)
-                    if not os.path.isfile(os.path.join(folder, RECORD_FILE)):
-                        continue
-                    finished.append(fold)
-                    minutes.append(read_json(os.path.join(folder, RECORD_FILE))["wall_seconds"] / 60)
-                    ema = [v for v in read_json(os.path.join(folder, CURVES_FILE)).get("ema_fg_dice", [])
-                           if v is not None]
-                    epochs.add(len(ema))
-                    if ema:
-                        back = max(1, round(LEVELLING_SHARE * len(ema)))
-                        finals.append(ema[-1])
-                        changes.append(ema[-1] - ema[max(0, len(ema) - 1 - back)])
+                curves = finished_ema_curves(self.study, trainer, seed)
+                minutes = [read_json(os.path.join(self.study.folder, Run(trainer, seed, fold).folder, RECORD_FILE))
+                           ["wall_seconds"] / 60 for fold in curves]
+                finals = [ema[-1] for ema in curves.values() if ema]
+                change = ema_change(self.study, trainer, seed)
                 wall = (f"{np.median(minutes):.1f} [{min(minutes):.1f}, {max(minutes):.1f}]" if minutes else "–")
-                lines.append(f"| {trainer} | {seed} | {_list(finished) or 'none'} | {wall} | "
-                             f"{_list(sorted(epochs)) or '–'} | {_number('Dice', np.mean(finals) if finals else np.nan)}"
-                             f" | {_number('Dice', np.mean(changes) if changes else np.nan, True)} |")
-                if changes and np.mean(changes) > LEVELLED_OFF and any(trainer == c.baseline
-                                                                       for c in self.study.comparisons):
-                    unlevelled.append(f"**{trainer} (seed {seed}) has not levelled off**: its pseudo-Dice (EMA) still "
-                                     f"rose by {np.mean(changes):+.4f} over the last {LEVELLING_SHARE:.0%} of epochs "
-                                     f"(more than {LEVELLED_OFF}); the schedule may be too short for this comparison.")
+                lines.append(f"| {trainer} | {seed} | {_list(list(curves)) or 'none'} | {wall} | "
+                             f"{_list(sorted({len(ema) for ema in curves.values()})) or '–'} | "
+                             f"{_number('Dice', np.mean(finals) if finals else np.nan)} | "
+                             f"{_number('Dice', np.nan if change is None else change, True)} |")
+                if trainer in compared and has_not_levelled_off(change):
+                    unlevelled.append(f"- **{trainer} (seed {seed}) has not levelled off**: its pseudo-Dice (EMA) still "
+                                      f"rose by {change:+.4f} over the last {LEVELLING_SHARE:.0%} of epochs (more "
+                                      f"than {LEVELLED_OFF}); the schedule may be too short for its comparisons.")
         return lines + [""] + unlevelled
 
     def comparison(self, index: int, title: str, baseline: str, models: Sequence[str]) -> List[str]:

@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from nnunetv2_morse.cli import command_parser, console_script, one_line_errors
+from nnunetv2_morse.cli import command_parser, console_script, integer_at_least, one_line_errors
 from nnunetv2_morse.ledger import records
 from nnunetv2_morse.ledger.definition import (BENCHMARK_STUDY_DEVICES, DEVICES, PLANS, BenchmarkStudy, Run, StudyError,
                                               TrainingStudy, load_study, recorded_identity_mismatch)
@@ -388,7 +388,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                              f"${WORK_VARIABLE}/<study> if that is set, else <study>/../.work/<study>)")
     parser.add_argument("-device", choices=DEVICES, help="device to run the study on (default: the study's "
                                                          "'device')")
-    parser.add_argument("-np", dest="num_processes", metavar="N", type=int, default=2,
+    parser.add_argument("-np", dest="num_processes", metavar="N", type=integer_at_least(1), default=2,
                         help="processes for preprocessing, validation export, scoring")
     parser.add_argument("-tr", dest="trainers", metavar="TRAINER", nargs="+",
                         help="only these trainers of the study (default: all)")
@@ -396,8 +396,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="only these folds of the study (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (what is done, what is left) and stop")
     args = parser.parse_args(argv)
-    if args.num_processes < 1:
-        parser.error("-np must be >= 1")
     try:
         with one_line_errors(PROG, (StudyError,)):
             run_study_folder(args.study, args.work, args.device, args.num_processes, args.trainers, args.folds,

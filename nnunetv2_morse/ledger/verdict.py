@@ -19,9 +19,9 @@ import numpy as np
 from nnunetv2_morse.evaluation.statistics import CONFIDENCE_LEVEL
 from nnunetv2_morse.ledger.definition import BenchmarkStudy, Comparison, StudyError, TrainingStudy
 from nnunetv2_morse.ledger.records import read_json, write_text
-from nnunetv2_morse.ledger.render import (FOREGROUND_MEAN, HIGHER_IS_BETTER, METRICS, ComparisonRefused, Paired,
-                                          RenderedLedger, Row, StudyRenderer, _difference, _metric_label, _number, _p,
-                                          render_ledger)
+from nnunetv2_morse.ledger.render import (FOREGROUND_MEAN, HIGHER_IS_BETTER, LEVELLED_OFF, LEVELLING_SHARE, METRICS,
+                                          ComparisonRefused, Paired, RenderedLedger, Row, StudyRenderer, _difference,
+                                          _metric_label, _number, _p, ema_change, has_not_levelled_off, render_ledger)
 from nnunetv2_morse.ledger.run import RECORD_FILE
 
 BEGIN = "<!-- verdict: rendered by nnUNetv2_morse_results from the ledger (results/); do not edit -->"
@@ -56,8 +56,9 @@ def verdict_word(metric: str, row: Row, floor: Optional[float]) -> str:
 
 
 def quality_lines(renderer: StudyRenderer, comparison: Comparison, model: str, link: str) -> List[str]:
-    """One list item: how much of the comparison has run, then per metric the foreground mean's difference, interval,
-    p (BH), noise floor and word."""
+    """One list item: how much of the comparison has run and which of its two trainers has not levelled off
+    (has_not_levelled_off), then per metric the foreground mean's difference, interval, p (BH), noise floor and
+    word."""
     study, baseline = renderer.study, comparison.baseline
     head = f"- {link}, {model} − {baseline}"
     not_run = next((t for t in (baseline, model) if renderer.arm(t, study.seed) is None), None)
@@ -71,8 +72,11 @@ def quality_lines(renderer: StudyRenderer, comparison: Comparison, model: str, l
     if not paired.folds:
         return [f"{head}: not yet run (no fold finished by both)."]
     preliminary = "" if len(paired.folds) == len(study.folds) else " (**preliminary**)"
+    changes = {trainer: ema_change(study, trainer, study.seed) for trainer in (baseline, model)}
+    unlevelled = "".join(f"; {trainer} has not levelled off (EMA {change:+.3f} over the last {LEVELLING_SHARE:.0%} of "
+                         "epochs)" for trainer, change in changes.items() if has_not_levelled_off(change))
     lines = [f"{head}: {len(paired.folds)} of {len(study.folds)} folds finished{preliminary}, {paired.num_cases} "
-             "paired cases:"]
+             f"paired cases{unlevelled}:"]
     for metric in METRICS:
         row, floor = paired.row(FOREGROUND_MEAN, metric), noise_floor(noises, metric)
         noise = "" if floor is None else f", noise floor {_number(metric, floor)}"
@@ -145,7 +149,10 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
         [f"**Quality**: the per-case foreground mean, model − baseline [{CONFIDENCE_LEVEL:.0%} bootstrap interval] and "
          "the Wilcoxon p corrected over classes and metrics (BH). **better** or **worse** needs p (BH) < "
          f"{SIGNIFICANCE} and an interval that excludes 0; such a difference no larger than the noise floor (the "
-         "larger seed-to-seed mean difference of the two trainers) is **within the seed-to-seed noise**.", ""]
+         "larger seed-to-seed mean difference of the two trainers) is **within the seed-to-seed noise**. A trainer "
+         f"that has not levelled off (its EMA pseudo-Dice still rose by more than {LEVELLED_OFF} over the last "
+         f"{LEVELLING_SHARE:.0%} of epochs, mean over its folds) is named: the schedule may be too short for that "
+         "comparison.", ""]
         + (quality or [unmarked])
         + ["", f"**Cost**: ratios to {COST_BASELINE} on the same plan (a range over the plans measured).", ""]
         + (cost or [unmarked])
