@@ -251,6 +251,22 @@ def test_compare_cli_p_values_markdown_json_and_png(tmp_path):
     assert pixels.shape[0] >= 800 and pixels.shape[1] >= 1000 and pixels.std() > 0.01
 
 
+def test_difference_figure_is_the_same_on_every_render(tmp_path):
+    """The strip plot's jitter is drawn from a fixed seed: re-rendering an unchanged ledger changes no PNG, and the
+    caller's global numpy random state is left as it was."""
+    comparison = compare_reports([fake_report([0.7, 0.8, 0.75, 0.6], [5.0, 6.0, 7.0, 8.0]),
+                                  fake_report([0.72, 0.79, 0.8, 0.65], [4.0, 6.5, 6.0, 7.0])],
+                                 ["base", "model"], ["base.json", "model.json"])
+    np.random.seed(123)
+    plot_differences(comparison, str(tmp_path / "first.png"))
+    after_plot = np.random.random()
+    np.random.seed(123)
+    expected = np.random.random()
+    plot_differences(comparison, str(tmp_path / "second.png"))
+    assert (tmp_path / "first.png").read_bytes() == (tmp_path / "second.png").read_bytes()
+    assert after_plot == expected
+
+
 def test_compare_small_samples_and_unpaired_cases(tmp_path):
     baseline = fake_report([0.7, 0.8, 0.75], [5.0, 6.0, 7.0])
     better = fake_report([0.71, 0.81, 0.75], [4.0, 6.0, 6.5])

@@ -16,10 +16,11 @@ Reports are comparable only if scored alike: different NSD tolerances or empty-c
 refused; different reference folders or datasets, and reports too old to record these, are warned about (stderr, the
 JSON's "warnings" and the Markdown).
 """
+import contextlib
 import json
 import os
 import textwrap
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -38,6 +39,7 @@ COMPARISON_FORMAT = "nnunetv2_morse.comparison/2"
 FIGURE_METRICS = ("Dice", "HD95", "ASSD", "NSD")
 FOREGROUND_MEAN = "foreground mean"
 MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+JITTER_SEED = 0  # the strip plots' jitter: the same figure on every render of the same data
 TEST_DESCRIPTION = (f"two-sided Wilcoxon signed-rank test (scipy.stats.wilcoxon, zero differences dropped; all "
                     f"differences zero: p = 1); p (BH): Benjamini-Hochberg adjusted over each model's classes, "
                     f"foreground mean and metrics; CI: {CONFIDENCE_LEVEL:.0%} BCa bootstrap interval of the mean "
@@ -213,6 +215,17 @@ def differences_table(comparison: Mapping):
                         columns=["model", "class", "metric", "case", "difference"])
 
 
+@contextlib.contextmanager
+def seeded_global_random_state(seed: int) -> Iterator[None]:
+    """numpy's global generator seeded with seed inside the block, and the caller's state restored after it."""
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
+
+
 def plot_differences(comparison: Mapping, path: str) -> None:
     """PNG of the per-case paired differences: one panel per FIGURE_METRICS entry, box and points per class/model."""
     import matplotlib
@@ -235,7 +248,8 @@ def plot_differences(comparison: Mapping, path: str) -> None:
         placement = {"data": data, "x": "class", "y": "difference", "hue": "model", "order": classes,
                      "hue_order": models, "palette": palette, "ax": axis, "legend": False}
         sns.boxplot(**placement, showfliers=False, boxprops={"alpha": 0.3}, linewidth=1.2)
-        sns.stripplot(**placement, dodge=True, size=4, alpha=0.8, jitter=0.2, zorder=3)
+        with seeded_global_random_state(JITTER_SEED):  # seaborn draws the jitter from numpy's global generator
+            sns.stripplot(**placement, dodge=True, size=4, alpha=0.8, jitter=0.2, zorder=3)
         axis.axhline(0.0, color="black", linewidth=1.0, linestyle="--", zorder=1)
         direction = "higher is better" if HIGHER_IS_BETTER[metric] else "lower is better"
         unit = f" ({METRIC_UNITS[metric]})" if METRIC_UNITS[metric] else ""
