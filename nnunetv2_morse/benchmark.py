@@ -178,7 +178,7 @@ def check_trainers(names: Sequence[str]) -> None:
         except RuntimeError:
             unknown.append(name)
     if unknown:
-        raise CommandError(f"--trainers {' '.join(unknown)}: no such trainer (neither this package's, nnU-Net's nor "
+        raise CommandError(f"-tr/--trainers {' '.join(unknown)}: no such trainer (neither this package's, nnU-Net's nor "
                            "on nnUNet_extTrainer); e.g. nnUNetTrainer nnUNetTrainerMORSE")
 
 

@@ -110,7 +110,7 @@ def test_options_also_in_nnunet_spelling_and_the_ledger_reserves_every_spelling_
 
 @pytest.mark.parametrize("options, message", [
     (["--trainers", "nnUNetTrainer", "nnUNetTrainerNoSuchThing"],
-     "--trainers nnUNetTrainerNoSuchThing: no such trainer (neither this package's, nnU-Net's nor on "
+     "-tr/--trainers nnUNetTrainerNoSuchThing: no such trainer (neither this package's, nnU-Net's nor on "
      "nnUNet_extTrainer); e.g. nnUNetTrainer nnUNetTrainerMORSE"),
     (["--plans2d", "4", "--image-shape", "4", "4", "4"],
      "2d 4x4: nnU-Net plans a U-Net of one stage (no decoder) for images this small; give larger images (--plans2d, "
