@@ -196,8 +196,13 @@ def finished_ema_curves(study: TrainingStudy, trainer: str, seed: int) -> Dict[i
 def ema_change(study: TrainingStudy, trainer: str, seed: int) -> Optional[float]:
     """The mean over the trainer's finished folds at seed of its pseudo-Dice (EMA) change over the last
     LEVELLING_SHARE of epochs; None if no finished fold has a curve."""
+    return mean_ema_change(finished_ema_curves(study, trainer, seed))
+
+
+def mean_ema_change(curves: Dict[int, List[float]]) -> Optional[float]:
+    """ema_change of curves already read by finished_ema_curves."""
     changes = []
-    for ema in finished_ema_curves(study, trainer, seed).values():
+    for ema in curves.values():
         if ema:
             back = max(1, round(LEVELLING_SHARE * len(ema)))
             changes.append(ema[-1] - ema[max(0, len(ema) - 1 - back)])
@@ -381,7 +386,7 @@ class StudyRenderer:
                 minutes = [read_json(os.path.join(self.study.folder, Run(trainer, seed, fold).folder, RECORD_FILE))
                            ["wall_seconds"] / 60 for fold in curves]
                 finals = [ema[-1] for ema in curves.values() if ema]
-                change = ema_change(self.study, trainer, seed)
+                change = mean_ema_change(curves)
                 wall = (f"{np.median(minutes):.1f} [{min(minutes):.1f}, {max(minutes):.1f}]" if minutes else "–")
                 lines.append(f"| {trainer} | {seed} | {_list(list(curves)) or 'none'} | {wall} | "
                              f"{_list(sorted({len(ema) for ema in curves.values()})) or '–'} | "
