@@ -334,6 +334,49 @@ def test_verdict_shows_the_paired_rows_numbers_the_noise_floor_and_words(headlin
     assert "**Cost**" in block and '- none: mark one with `"verdict": true`' in block.split("**Cost**")[1]
 
 
+def test_verdict_shows_what_the_head_adds_for_a_headline_model_scored_with_its_head_off(headline, tmp_path):
+    """MORSE head off lies SHIFT / 2 below MORSE: head on - head off is significant, and judged without a noise
+    floor (the same models on both sides)."""
+    study, values = headline
+    render_main()
+    block = block_of(tmp_path / "README.md")
+    head_part = block.split("nnUNetTrainerMORSE head on − head off: ")[1]
+    assert head_part.startswith("2 of 2 folds finished, 20 paired cases:\n")
+    assert ("[What the head adds at inference: head on vs head off (N_test 0, the coarse U-Net output)]"
+            "(RESULTS.md#what-the-head-adds-at-inference-head-on-vs-head-off-n_test-0-the-coarse-u-net-output-seed-0) "
+            "(`test_study`), nnUNetTrainerMORSE head on − head off") in block
+    paired = compare_arms(load_arm(study, "nnUNetTrainerMORSE", 0, head_off=True),
+                          load_arm(study, "nnUNetTrainerMORSE", 0), 999)
+    for metric in SHIFT:
+        digits = 2 if metric in ("HD95", "ASSD") else 4
+        row = paired.row(FOREGROUND_MEAN, metric)
+        assert row.difference.mean == pytest.approx(np.mean(foreground_difference(values, "morse0", "off0", metric)))
+        assert metric_line(head_part, metric).endswith(
+            f": {row.difference.mean:+.{digits}f} [{row.difference.low:+.{digits}f}, {row.difference.high:+.{digits}f}]"
+            f", p (BH) {row.p_adjusted:.3g}: **better**")
+    write_study(study.folder, comparisons=[dict(study_definition()["comparisons"][0], verdict=True)], head_off=[])
+    render_main()
+    assert "head on − head off" not in block_of(tmp_path / "README.md").split("**Quality**")[1].split("\n\n", 1)[1]
+    for fold in (0, 1):
+        os.remove(os.path.join(study.folder, "runs", "nnUNetTrainerMORSE", "seed0", f"fold_{fold}", "run.json"))
+    write_study(study.folder, comparisons=[dict(study_definition()["comparisons"][0], verdict=True)])
+    render_main()
+    assert ("nnUNetTrainerMORSE head on − head off: not yet run (no finished fold of nnUNetTrainerMORSE at seed 0)."
+            in block_of(tmp_path / "README.md"))
+
+
+def test_a_finished_run_without_one_of_its_files_is_refused_in_one_line(headline, tmp_path):
+    study, _ = headline
+    folder = os.path.join(study.folder, "runs", "nnUNetTrainerMORSE", "seed0", "fold_1")
+    os.remove(os.path.join(folder, render.HEAD_OFF_FILE))
+    with pytest.raises(SystemExit, match="results/test_study/runs/nnUNetTrainerMORSE/seed0/fold_1 has its run.json but "
+                                         "no metrics_head_off.json: run nnUNetv2_morse_study results/test_study "):
+        render_main()
+    write_study(study.folder, comparisons=[dict(study_definition()["comparisons"][0], verdict=True)], head_off=[])
+    render_main()
+    assert "head on − head off" not in block_of(tmp_path / "README.md").split("**Quality**")[1].split("\n\n", 1)[1]
+
+
 def rising_ema(rise):
     """10 epochs whose EMA pseudo-Dice changes by rise over the last 20% (epochs 7 to 9)."""
     return [0.5] * 7 + [0.6, 0.6 + rise / 2, 0.6 + rise]

@@ -29,7 +29,7 @@ from nnunetv2_morse.ledger.definition import (BenchmarkStudy, Run, StudyError, T
                                               recorded_identity_mismatch)
 from nnunetv2_morse.ledger.gpu import CUDA_TESTS_FOLDER, CUDA_TESTS_SUMMARY
 from nnunetv2_morse.ledger.records import read_json, write_text
-from nnunetv2_morse.ledger.run import CURVES_FILE, HEAD_OFF_FILE, METRICS_FILE, RECORD_FILE
+from nnunetv2_morse.ledger.run import CURVES_FILE, HEAD_OFF_FILE, METRICS_FILE, RECORD_FILE, expected_files
 
 PROG = "nnUNetv2_morse_results"
 
@@ -290,6 +290,7 @@ class StudyRenderer:
         self.arms: Dict[Tuple[str, int, bool], Optional[Arm]] = {}
         self.pairs: Dict[Tuple[str, str], Paired] = {}
         self.noises: Dict[str, Optional[Paired]] = {}
+        self.head_pairs: Dict[str, Optional[Paired]] = {}
         self.shown_folder = os.path.relpath(os.path.abspath(study.folder), markdown_folder)
 
     def arm(self, trainer: str, seed: int, head_off: bool = False) -> Optional[Arm]:
@@ -316,6 +317,18 @@ class StudyRenderer:
                                                        self.arm(model, self.study.seed), self.resamples)
         return self.pairs[baseline, model]
 
+    def head_on_off(self, trainer: str) -> Optional[Paired]:
+        """trainer with its head on against the same models with it off (N_test 0) at the comparison seed; None if
+        either has no finished fold; ComparisonRefused if they cannot be paired."""
+        if trainer not in self.head_pairs:
+            on, off = self.arm(trainer, self.study.seed), self.arm(trainer, self.study.seed, head_off=True)
+            self.head_pairs[trainer] = None if on is None or off is None else compare_arms(off, on, self.resamples)
+        return self.head_pairs[trainer]
+
+    @property
+    def head_off_heading(self) -> str:
+        return f"### {self.study.head_off_title}, seed {self.study.seed}"
+
     @property
     def heading(self) -> str:
         return f"## {self.study.title} (`{self.shown_folder}`)"
@@ -337,11 +350,18 @@ class StudyRenderer:
         return lines
 
     def records(self) -> List[dict]:
-        """The run records of the finished runs; StudyError for one recorded under another definition."""
+        """The run records of the finished runs; StudyError for one recorded under another definition or without
+        one of its files (a study whose head_off list grew after the run, a file lost)."""
         found = []
         for run in self.study.runs():
-            path = os.path.join(self.study.folder, run.folder, RECORD_FILE)
+            folder = os.path.join(self.study.folder, run.folder)
+            path = os.path.join(folder, RECORD_FILE)
             if os.path.isfile(path):
+                missing = [f for f in expected_files(self.study, run) if not os.path.isfile(os.path.join(folder, f))]
+                if missing:
+                    raise StudyError(f"{folder} has its {RECORD_FILE} but no {missing[0]}: run nnUNetv2_morse_study "
+                                     f"{self.study.folder} to score the run again (its trained model is kept in the "
+                                     "work folder), or remove that run folder")
                 found.append(read_json(path))
                 mismatch = recorded_identity_mismatch(found[-1].get("identity", {}), self.study)
                 if mismatch:
@@ -440,20 +460,21 @@ class StudyRenderer:
         return lines
 
     def head_off_section(self) -> List[str]:
-        lines = [f"### {self.study.head_off_title}, seed {self.study.seed}", "",
+        lines = [self.head_off_heading, "",
                  "The same models, paired per case: here the 'baseline' is the model with its head off and the "
                  "difference is head on − head off, so it isolates the rendering head from what its loss did to the "
                  "U-Net.", ""]
         entries = []
         for trainer in self.study.head_off:
-            on, off = self.arm(trainer, self.study.seed), self.arm(trainer, self.study.seed, head_off=True)
-            if on is None or off is None:
-                lines.append(f"- {trainer}: not yet run.")
-                continue
             try:
-                entries.append((trainer, compare_arms(off, on, self.resamples), None, None))
+                paired = self.head_on_off(trainer)
             except ComparisonRefused as refusal:
                 lines.append(f"- {trainer}: **not compared**: {refusal}.")
+                continue
+            if paired is None:
+                lines.append(f"- {trainer}: not yet run.")
+            else:
+                entries.append((trainer, paired, None, None))
         if entries:
             lines += self.paired_sections(entries, "same model with its head off", with_noise=False)
             name = f"{self.study.name}_head_off.png"

@@ -5,7 +5,8 @@ what the ledger renders today.
 A headline is a training study's comparison or a benchmark study marked ``"verdict": true`` in its study.json.
 Quality, per headline comparison and model, for the per-case foreground mean of each metric: model - baseline with
 its bootstrap interval and BH-corrected p (the Paired rows of RESULTS.md, computed once for both) and one word
-(``verdict_word``). Cost, per headline benchmark study: the ratios of nnUNetTrainerMORSE (and _paper) to
+(``verdict_word``); and, for each such model that the study also scores with its head off, head on - head off
+(study 2's question: what the head adds at inference). Cost, per headline benchmark study: the ratios of nnUNetTrainerMORSE (and _paper) to
 nnUNetTrainer, as a range over the plans measured.
 """
 from __future__ import annotations
@@ -40,19 +41,39 @@ def noise_floor(noises: Sequence[Optional[Paired]], metric: str) -> Optional[flo
     return max(means) if means else None
 
 
-def verdict_word(metric: str, row: Row, floor: Optional[float]) -> str:
-    """'better' or 'worse' (the model, by HIGHER_IS_BETTER) when p (BH) < SIGNIFICANCE and the interval excludes 0
-    and |difference| > floor; 'within the seed-to-seed noise' when |difference| <= floor; 'no significant
-    difference' otherwise. Without a floor (no second seed finished) 'better' and 'worse' say so."""
+def significance_word(metric: str, row: Row) -> str:
+    """'better' or 'worse' (the model, by HIGHER_IS_BETTER) when p (BH) < SIGNIFICANCE and the interval excludes 0,
+    'no significant difference' otherwise."""
     d = row.difference
     if d.count == 0:
         return "no case scored on both sides"
     if not (row.p_adjusted < SIGNIFICANCE and (d.low > 0 or d.high < 0)):
         return "no significant difference"
-    if floor is not None and abs(d.mean) <= floor:
-        return "within the seed-to-seed noise"
-    word = "better" if (d.low > 0) == HIGHER_IS_BETTER[metric] else "worse"
-    return word if floor is not None else f"{word}, noise floor not yet measured"
+    return "better" if (d.low > 0) == HIGHER_IS_BETTER[metric] else "worse"
+
+
+def verdict_word(metric: str, row: Row, floor: Optional[float]) -> str:
+    """significance_word, except that a 'better' or 'worse' with |difference| <= floor is 'within the seed-to-seed
+    noise'; without a floor (no second seed finished) 'better' and 'worse' say so."""
+    word = significance_word(metric, row)
+    if word not in ("better", "worse"):
+        return word
+    if floor is None:
+        return f"{word}, noise floor not yet measured"
+    return "within the seed-to-seed noise" if abs(row.difference.mean) <= floor else word
+
+
+def metric_lines(paired: Paired, noises: Sequence[Optional[Paired]]) -> List[str]:
+    """Per metric, the foreground mean's difference, interval, p (BH) and word; with the noise floor if noises has
+    any (seed-to-seed comparisons), else significance alone."""
+    lines = []
+    for metric in METRICS:
+        row, floor = paired.row(FOREGROUND_MEAN, metric), noise_floor(noises, metric)
+        noise = "" if floor is None else f", noise floor {_number(metric, floor)}"
+        word = verdict_word(metric, row, floor) if noises else significance_word(metric, row)
+        lines.append(f"  - {_metric_label(metric)}: {_difference(metric, row.difference)}, p (BH) "
+                     f"{_p(row.p_adjusted)}{noise}: **{word}**")
+    return lines
 
 
 def quality_lines(renderer: StudyRenderer, comparison: Comparison, model: str, link: str) -> List[str]:
@@ -71,18 +92,30 @@ def quality_lines(renderer: StudyRenderer, comparison: Comparison, model: str, l
         return [f"{head}: not compared: {refusal}."]
     if not paired.folds:
         return [f"{head}: not yet run (no fold finished by both)."]
-    preliminary = "" if len(paired.folds) == len(study.folds) else " (**preliminary**)"
     changes = {trainer: ema_change(study, trainer, study.seed) for trainer in (baseline, model)}
     unlevelled = "".join(f"; {trainer} has not levelled off (EMA {change:+.3f} over the last {LEVELLING_SHARE:.0%} of "
                          "epochs)" for trainer, change in changes.items() if has_not_levelled_off(change))
-    lines = [f"{head}: {len(paired.folds)} of {len(study.folds)} folds finished{preliminary}, {paired.num_cases} "
-             f"paired cases{unlevelled}:"]
-    for metric in METRICS:
-        row, floor = paired.row(FOREGROUND_MEAN, metric), noise_floor(noises, metric)
-        noise = "" if floor is None else f", noise floor {_number(metric, floor)}"
-        lines.append(f"  - {_metric_label(metric)}: {_difference(metric, row.difference)}, p (BH) "
-                     f"{_p(row.p_adjusted)}{noise}: **{verdict_word(metric, row, floor)}**")
-    return lines
+    return ([f"{head}: {_folds_finished(paired, study)}, {paired.num_cases} paired cases{unlevelled}:"]
+            + metric_lines(paired, noises))
+
+
+def _folds_finished(paired: Paired, study: TrainingStudy) -> str:
+    preliminary = "" if len(paired.folds) == len(study.folds) else " (**preliminary**)"
+    return f"{len(paired.folds)} of {len(study.folds)} folds finished{preliminary}"
+
+
+def head_lines(renderer: StudyRenderer, model: str, link: str) -> List[str]:
+    """One list item: the model with its head on against the same models with it off (RESULTS.md's head-off
+    section), per metric the foreground mean's difference, interval, p (BH) and significance."""
+    head = f"- {link}, {model} head on − head off"
+    try:
+        paired = renderer.head_on_off(model)
+    except ComparisonRefused as refusal:
+        return [f"{head}: not compared: {refusal}."]
+    if paired is None:
+        return [f"{head}: not yet run (no finished fold of {model} at seed {renderer.study.seed})."]
+    return ([f"{head}: {_folds_finished(paired, renderer.study)}, {paired.num_cases} paired cases:"]
+            + metric_lines(paired, ()))
 
 
 def _ratio_range(ratios: Sequence[float]) -> str:
@@ -130,6 +163,12 @@ def section_link(anchors: Sequence[Tuple[str, str]], target: str, section: str, 
     return f"[{text}]({target}" + (f"#{anchor})" if anchor else ")")
 
 
+def headline_models(study: TrainingStudy) -> List[str]:
+    """The models of the study's headline comparisons that it also scores with the head off, in order, once each."""
+    models = [m for c in study.comparisons if c.verdict for m in c.models if m in study.head_off]
+    return list(dict.fromkeys(models))
+
+
 def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str) -> str:
     """The Markdown between the README's markers: headline quality, headline cost, and the link to RESULTS.md."""
     target = os.path.relpath(os.path.abspath(results_file), os.path.dirname(os.path.abspath(readme_file)))
@@ -142,6 +181,10 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
                 link = section_link(anchors, target, renderer.heading, f"### {comparison.title}", comparison.title)
                 for model in comparison.models:
                     quality += quality_lines(renderer, comparison, model, f"{link} (`{study.name}`)")
+            head_link = section_link(anchors, target, renderer.heading, renderer.head_off_heading,
+                                     study.head_off_title)
+            for model in headline_models(study):
+                quality += head_lines(renderer, model, f"{head_link} (`{study.name}`)")
         elif study.verdict:
             cost.append(cost_line(study, section_link(anchors, target, "## Cost", f"### {study.title}", study.title)))
     unmarked = '- none: mark one with `"verdict": true` in its study.json.'
@@ -149,7 +192,9 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
         [f"**Quality**: the per-case foreground mean, model − baseline [{CONFIDENCE_LEVEL:.0%} bootstrap interval] and "
          "the Wilcoxon p corrected over classes and metrics (BH). **better** or **worse** needs p (BH) < "
          f"{SIGNIFICANCE} and an interval that excludes 0; such a difference no larger than the noise floor (the "
-         "larger seed-to-seed mean difference of the two trainers) is **within the seed-to-seed noise**. A trainer "
+         "larger seed-to-seed mean difference of the two trainers) is **within the seed-to-seed noise**. Head on − "
+         "head off scores the same models with the point head switched off (N_test 0, the coarse U-Net output): "
+         "what the head adds at inference. A trainer "
          f"that has not levelled off (its EMA pseudo-Dice still rose by more than {LEVELLED_OFF} over the last "
          f"{LEVELLING_SHARE:.0%} of epochs, mean over its folds) is named: the schedule may be too short for that "
          "comparison.", ""]
