@@ -2,6 +2,8 @@
 import json
 import os
 
+import numpy as np
+
 from nnunetv2_morse.ledger.definition import load_study
 from nnunetv2_morse.ledger.run import CURVES_FILE, HEAD_OFF_FILE, METRICS_FILE, RECORD_FILE
 
@@ -46,14 +48,17 @@ def report(values, empty_case_rule=EMPTY_CASE_RULE, empty_convention=None):
 
 
 def write_finished_run(study, trainer, seed, fold, values, head_off_values=None, wall_seconds=600.0,
-                       ema=(0.5, 0.6, 0.7), empty_case_rule=EMPTY_CASE_RULE, empty_convention=None):
-    """The ledger files of a finished run, run.json last."""
+                       ema=(0.5, 0.6, 0.7), empty_case_rule=EMPTY_CASE_RULE, empty_convention=None,
+                       epoch_seconds=(20.0, 30.0, 24.0)):
+    """The ledger files of a finished run, run.json last; its epochs take epoch_seconds, one after the other."""
     folder = os.path.join(study.folder, "runs", trainer, f"seed{seed}", f"fold_{fold}")
+    starts = 1.7e9 + np.concatenate([[0.0], np.cumsum(epoch_seconds)[:-1] + 0.5])
     write_json(report(values, empty_case_rule, empty_convention), os.path.join(folder, METRICS_FILE))
     if head_off_values is not None:
         write_json(report(head_off_values, empty_case_rule, empty_convention), os.path.join(folder, HEAD_OFF_FILE))
     write_json({"ema_fg_dice": list(ema), "mean_fg_dice": list(ema), "train_losses": [1.0, 0.8, 0.7],
-                "val_losses": [0.9, 0.8, 0.75]}, os.path.join(folder, CURVES_FILE))
+                "val_losses": [0.9, 0.8, 0.75], "epoch_start_timestamps": list(starts),
+                "epoch_end_timestamps": list(starts + np.asarray(epoch_seconds))}, os.path.join(folder, CURVES_FILE))
     write_json({"identity": study.identity(), "trainer": trainer, "seed": seed, "fold": fold, "device": "cpu",
                 "wall_seconds": wall_seconds, "versions": {"torch": "2.x", "nnunetv2": "2.8.1"},
                 "package_commit": "abc", "machine": {"platform": "Linux", "cpu_count": 2, "gpu": None}},

@@ -161,7 +161,7 @@ def test_results_md_shows_the_numbers_noise_floor_head_and_figures(ledger, tmp_p
                 if line.startswith("| nnUNetTrainerMORSE | Dice |"))
     difference = foreground_difference(values, "morse0", "off0", "Dice")
     assert f"{np.mean(difference):+.4f} [" in head
-    assert "| nnUNetTrainer | 0 | 0, 1 | 10.5 [10.0, 11.0] | 3 | 0.7000 | +0.1000 |" in text
+    assert "| nnUNetTrainer | 0 | 0, 1 | 10.5 [10.0, 11.0] | 24.0 | 3 | 0.7000 | +0.1000 |" in text
     assert "**nnUNetTrainer (seed 0) has not levelled off**: its pseudo-Dice (EMA) still rose by +0.1000" in text
     for name in ("test_study_1_differences.png", "test_study_1_curves.png", "test_study_head_off.png"):
         assert (tmp_path / "results" / "figures" / name).read_bytes()[:4] == b"\x89PNG"
@@ -411,6 +411,21 @@ def test_runs_table_and_verdict_name_the_side_of_a_comparison_that_has_not_level
         assert f"**{trainer} (seed 1) has not levelled off**: its pseudo-Dice (EMA) still rose by +0.1000" in text
     assert ("- [MORSE vs nnU-Net](RESULTS.md#morse-vs-nnu-net) (`test_study`), nnUNetTrainerMORSE − nnUNetTrainer: "
             f"2 of 2 folds finished, 20 paired cases{caveat}:\n") in block_of(tmp_path / "README.md")
+
+
+def test_the_median_epoch_time_is_not_moved_by_a_paused_training(ledger, tmp_path):
+    """Fold 1 of MORSE seed 1 was paused for 25 minutes in its second epoch: its wall time shows it, the median
+    epoch does not."""
+    study, values = ledger
+    write_finished_run(study, "nnUNetTrainerMORSE", 1, 0, fold_values(values["morse1"], 0), wall_seconds=300.0,
+                       epoch_seconds=(30.0, 31.0, 33.0))
+    write_finished_run(study, "nnUNetTrainerMORSE", 1, 1, fold_values(values["morse1"], 1), wall_seconds=1800.0,
+                       epoch_seconds=(32.0, 1530.0, 34.0))
+    render_results(str(tmp_path / "results"), str(tmp_path / "RESULTS.md"), 99)
+    assert "| nnUNetTrainerMORSE | 1 | 0, 1 | 17.5 [5.0, 30.0] | 32.5 | 3 |" in (tmp_path / "RESULTS.md").read_text()
+    curves = render.finished_curves(study, "nnUNetTrainerMORSE", 1)
+    assert render.median_epoch_seconds(curves) == pytest.approx(np.median([30, 31, 33, 32, 1530, 34]))
+    assert render.median_epoch_seconds({0: {"ema_fg_dice": [0.5]}}) is None
 
 
 def test_ema_change_is_none_without_a_finished_curve(ledger):

@@ -182,15 +182,33 @@ def compare_arms(baseline: Arm, model: Arm, resamples: int) -> Paired:
                   tuple(Row(*r, float(p)) for r, p in zip(rows, adjusted)), differences)
 
 
-def finished_ema_curves(study: TrainingStudy, trainer: str, seed: int) -> Dict[int, List[float]]:
-    """{fold: pseudo-Dice (EMA) per epoch, missing epochs left out} of the trainer's finished runs at seed."""
-    curves = {}
+def finished_curves(study: TrainingStudy, trainer: str, seed: int) -> Dict[int, dict]:
+    """{fold: its curves.json} of the trainer's finished runs at seed."""
+    found = {}
     for fold in study.folds:
         folder = os.path.join(study.folder, Run(trainer, seed, fold).folder)
         if os.path.isfile(os.path.join(folder, RECORD_FILE)):
-            curves[fold] = [v for v in read_json(os.path.join(folder, CURVES_FILE)).get("ema_fg_dice", [])
-                            if v is not None]
-    return curves
+            found[fold] = read_json(os.path.join(folder, CURVES_FILE))
+    return found
+
+
+def ema_curves(curves: Mapping[int, dict]) -> Dict[int, List[float]]:
+    """{fold: pseudo-Dice (EMA) per epoch, missing epochs left out} of finished_curves."""
+    return {fold: [v for v in c.get("ema_fg_dice", []) if v is not None] for fold, c in curves.items()}
+
+
+def finished_ema_curves(study: TrainingStudy, trainer: str, seed: int) -> Dict[int, List[float]]:
+    return ema_curves(finished_curves(study, trainer, seed))
+
+
+def median_epoch_seconds(curves: Mapping[int, dict]) -> Optional[float]:
+    """The median over every epoch of every fold in finished_curves of its duration (nnU-Net's end - start
+    timestamps, validation included); None without timestamps. Unlike the wall time, a few epochs slowed by other
+    jobs, or a training paused, do not move it."""
+    seconds = [end - start for c in curves.values()
+               for start, end in zip(c.get("epoch_start_timestamps", []), c.get("epoch_end_timestamps", []))
+               if start is not None and end is not None]
+    return float(np.median(seconds)) if seconds else None
 
 
 def ema_change(study: TrainingStudy, trainer: str, seed: int) -> Optional[float]:
@@ -395,20 +413,22 @@ class StudyRenderer:
         return ["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in rows]
 
     def runs_table(self) -> List[str]:
-        lines = [f"| trainer | seed | folds finished | wall time per training (min, median [range]) | epochs | "
-                 f"final pseudo-Dice (EMA, mean over folds) | its change over the last {LEVELLING_SHARE:.0%} of "
-                 "epochs |", "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+        lines = [f"| trainer | seed | folds finished | wall time per training (min, median [range]) | median epoch "
+                 f"(s) | epochs | final pseudo-Dice (EMA, mean over folds) | its change over the last "
+                 f"{LEVELLING_SHARE:.0%} of epochs |", "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
         unlevelled = []
         compared = {trainer for c in self.study.comparisons for trainer in (c.baseline, *c.models)}
         for trainer, seeds in self.study.trainers:
             for seed in seeds:
-                curves = finished_ema_curves(self.study, trainer, seed)
+                raw_curves = finished_curves(self.study, trainer, seed)
+                curves, epoch = ema_curves(raw_curves), median_epoch_seconds(raw_curves)
                 minutes = [read_json(os.path.join(self.study.folder, Run(trainer, seed, fold).folder, RECORD_FILE))
                            ["wall_seconds"] / 60 for fold in curves]
                 finals = [ema[-1] for ema in curves.values() if ema]
                 change = mean_ema_change(curves)
                 wall = (f"{np.median(minutes):.1f} [{min(minutes):.1f}, {max(minutes):.1f}]" if minutes else "–")
                 lines.append(f"| {trainer} | {seed} | {_list(list(curves)) or 'none'} | {wall} | "
+                             f"{'–' if epoch is None else f'{epoch:.1f}'} | "
                              f"{_list(sorted({len(ema) for ema in curves.values()})) or '–'} | "
                              f"{_number('Dice', np.mean(finals) if finals else np.nan)} | "
                              f"{_number('Dice', np.nan if change is None else change, True)} |")
