@@ -6,8 +6,8 @@ A headline is a training study's comparison or a benchmark study marked ``"verdi
 Quality, per headline comparison and model, for the per-case foreground mean of each metric: model - baseline with
 its bootstrap interval and BH-corrected p (the Paired rows of RESULTS.md, computed once for both) and one word
 (``verdict_word``); and, for each such model that the study also scores with its head off, head on - head off
-(study 2's question: what the head adds at inference). Cost, per headline benchmark study: the ratios of nnUNetTrainerMORSE (and _paper) to
-nnUNetTrainer, as a range over the plans measured.
+(study 2's question: what the head adds at inference). Cost, per headline benchmark study: the ratios of
+nnUNetTrainerMORSE (and _paper) to nnUNetTrainer, as a range over the plans measured.
 """
 from __future__ import annotations
 
@@ -63,14 +63,16 @@ def verdict_word(metric: str, row: Row, floor: Optional[float]) -> str:
     return "within the seed-to-seed noise" if abs(row.difference.mean) <= floor else word
 
 
-def metric_lines(paired: Paired, noises: Sequence[Optional[Paired]]) -> List[str]:
-    """Per metric, the foreground mean's difference, interval, p (BH) and word; with the noise floor if noises has
-    any (seed-to-seed comparisons), else significance alone."""
+def metric_lines(paired: Paired, noises: Optional[Sequence[Optional[Paired]]]) -> List[str]:
+    """Per metric, the foreground mean's difference, interval, p (BH) and word: verdict_word against the noise
+    floor of noises (the two trainers' seed-to-seed comparisons), or significance_word alone when noises is None
+    (no seed-to-seed noise applies: the same models on both sides)."""
     lines = []
     for metric in METRICS:
-        row, floor = paired.row(FOREGROUND_MEAN, metric), noise_floor(noises, metric)
+        row = paired.row(FOREGROUND_MEAN, metric)
+        floor = None if noises is None else noise_floor(noises, metric)
         noise = "" if floor is None else f", noise floor {_number(metric, floor)}"
-        word = verdict_word(metric, row, floor) if noises else significance_word(metric, row)
+        word = significance_word(metric, row) if noises is None else verdict_word(metric, row, floor)
         lines.append(f"  - {_metric_label(metric)}: {_difference(metric, row.difference)}, p (BH) "
                      f"{_p(row.p_adjusted)}{noise}: **{word}**")
     return lines
@@ -115,7 +117,7 @@ def head_lines(renderer: StudyRenderer, model: str, link: str) -> List[str]:
     if paired is None:
         return [f"{head}: not yet run (no finished fold of {model} at seed {renderer.study.seed})."]
     return ([f"{head}: {_folds_finished(paired, renderer.study)}, {paired.num_cases} paired cases:"]
-            + metric_lines(paired, ()))
+            + metric_lines(paired, None))
 
 
 def _ratio_range(ratios: Sequence[float]) -> str:
