@@ -11,6 +11,7 @@ from ledger_files import study_definition, write_finished_run, write_json, write
 from nnunetv2_morse.evaluation import statistics
 from nnunetv2_morse.ledger import render, verdict
 from nnunetv2_morse.ledger.definition import StudyError, load_study
+from nnunetv2_morse.ledger.records import read_json
 from nnunetv2_morse.ledger.render import FOREGROUND_MEAN, compare_arms, load_arm, render_results
 
 CLASSES = ("a", "b")
@@ -401,7 +402,7 @@ def test_runs_table_and_verdict_name_the_side_of_a_comparison_that_has_not_level
         for fold, rise in enumerate(rises[trainer]):
             write_finished_run(study, trainer, 0, fold, fold_values(values[arm], fold),
                                head_off_values=fold_values(values["off0"], fold), ema=rising_ema(rise))
-        assert render.ema_change(study, trainer, 0) == pytest.approx(np.mean(rises[trainer]))
+        assert renderer_ema_change(study, trainer, 0) == pytest.approx(np.mean(rises[trainer]))
     render_main()
     text = (tmp_path / "RESULTS.md").read_text()
     for trainer, trainer_rises in rises.items():
@@ -428,15 +429,34 @@ def test_the_median_epoch_time_is_not_moved_by_a_paused_training(ledger, tmp_pat
     assert render.median_epoch_seconds({0: {"ema_fg_dice": [0.5]}}) is None
 
 
+def test_rendering_the_results_and_the_verdict_reads_each_ledger_file_once(headline, monkeypatch):
+    reads = []
+
+    def counted(path):
+        reads.append(os.path.abspath(path))
+        return read_json(path)
+    monkeypatch.setattr(render, "read_json", counted)
+    monkeypatch.setattr(verdict, "read_json", counted)
+    render_main()
+    runs = [path for path in reads if f"{os.sep}runs{os.sep}" in path]
+    assert len(runs) == len(set(runs))
+    assert {os.path.basename(path) for path in runs} == {"run.json", "curves.json", "metrics.json",
+                                                         "metrics_head_off.json"}
+
+
+def renderer_ema_change(study, trainer, seed):
+    return render.StudyRenderer(study, "figures", ".", 99).ema_change(trainer, seed)
+
+
 def test_ema_change_is_none_without_a_finished_curve(ledger):
     study, values = ledger
     for fold in (0, 1):
         write_finished_run(study, "nnUNetTrainerMORSE", 1, fold, fold_values(values["morse1"], fold), ema=())
-    assert render.ema_change(study, "nnUNetTrainerMORSE", 1) is None
+    assert renderer_ema_change(study, "nnUNetTrainerMORSE", 1) is None
     os.remove(os.path.join(study.folder, "runs", "nnUNetTrainer", "seed1", "fold_0", "run.json"))
-    assert render.ema_change(study, "nnUNetTrainer", 1) == pytest.approx(0.1)
+    assert renderer_ema_change(study, "nnUNetTrainer", 1) == pytest.approx(0.1)
     os.remove(os.path.join(study.folder, "runs", "nnUNetTrainer", "seed1", "fold_1", "run.json"))
-    assert render.ema_change(study, "nnUNetTrainer", 1) is None
+    assert renderer_ema_change(study, "nnUNetTrainer", 1) is None
 
 
 @pytest.mark.parametrize("metric, low, high, p_adjusted, floor, word", [

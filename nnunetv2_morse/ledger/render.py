@@ -197,10 +197,6 @@ def ema_curves(curves: Mapping[int, dict]) -> Dict[int, List[float]]:
     return {fold: [v for v in c.get("ema_fg_dice", []) if v is not None] for fold, c in curves.items()}
 
 
-def finished_ema_curves(study: TrainingStudy, trainer: str, seed: int) -> Dict[int, List[float]]:
-    return ema_curves(finished_curves(study, trainer, seed))
-
-
 def median_epoch_seconds(curves: Mapping[int, dict]) -> Optional[float]:
     """The median over every epoch of every fold in finished_curves of its duration (nnU-Net's end - start
     timestamps, validation included); None without timestamps. Unlike the wall time, a few epochs slowed by other
@@ -211,14 +207,9 @@ def median_epoch_seconds(curves: Mapping[int, dict]) -> Optional[float]:
     return float(np.median(seconds)) if seconds else None
 
 
-def ema_change(study: TrainingStudy, trainer: str, seed: int) -> Optional[float]:
-    """The mean over the trainer's finished folds at seed of its pseudo-Dice (EMA) change over the last
-    LEVELLING_SHARE of epochs; None if no finished fold has a curve."""
-    return mean_ema_change(finished_ema_curves(study, trainer, seed))
-
-
 def mean_ema_change(curves: Dict[int, List[float]]) -> Optional[float]:
-    """ema_change of curves already read by finished_ema_curves."""
+    """The mean over the folds of ema_curves of the pseudo-Dice (EMA) change over the last LEVELLING_SHARE of
+    epochs; None if no fold has a curve."""
     changes = []
     for ema in curves.values():
         if ema:
@@ -228,7 +219,7 @@ def mean_ema_change(curves: Dict[int, List[float]]) -> Optional[float]:
 
 
 def has_not_levelled_off(change: Optional[float]) -> bool:
-    """Whether an ema_change says the schedule may be too short: above LEVELLED_OFF."""
+    """Whether a mean_ema_change says the schedule may be too short: above LEVELLED_OFF."""
     return change is not None and change > LEVELLED_OFF
 
 
@@ -309,6 +300,8 @@ class StudyRenderer:
         self.pairs: Dict[Tuple[str, str], Paired] = {}
         self.noises: Dict[str, Optional[Paired]] = {}
         self.head_pairs: Dict[str, Optional[Paired]] = {}
+        self.run_curves: Dict[Tuple[str, int], Dict[int, dict]] = {}
+        self.run_records: Dict[Run, dict] = {}
         self.shown_folder = os.path.relpath(os.path.abspath(study.folder), markdown_folder)
 
     def arm(self, trainer: str, seed: int, head_off: bool = False) -> Optional[Arm]:
@@ -316,6 +309,16 @@ class StudyRenderer:
         if key not in self.arms:
             self.arms[key] = load_arm(self.study, trainer, seed, head_off)
         return self.arms[key]
+
+    def curves(self, trainer: str, seed: int) -> Dict[int, dict]:
+        """finished_curves of the trainer at seed."""
+        if (trainer, seed) not in self.run_curves:
+            self.run_curves[trainer, seed] = finished_curves(self.study, trainer, seed)
+        return self.run_curves[trainer, seed]
+
+    def ema_change(self, trainer: str, seed: int) -> Optional[float]:
+        """mean_ema_change of the trainer's finished folds at seed."""
+        return mean_ema_change(ema_curves(self.curves(trainer, seed)))
 
     def noise(self, trainer: str) -> Optional[Paired]:
         """The trainer at its first other seed against the comparison seed, or None."""
@@ -380,12 +383,18 @@ class StudyRenderer:
                     raise StudyError(f"{folder} has its {RECORD_FILE} but no {missing[0]}: run nnUNetv2_morse_study "
                                      f"{self.study.folder} to score the run again (its trained model is kept in the "
                                      "work folder), or remove that run folder")
-                found.append(read_json(path))
+                found.append(self.record(run))
                 mismatch = recorded_identity_mismatch(found[-1].get("identity", {}), self.study)
                 if mismatch:
                     raise StudyError(f"{path} was recorded with another '{mismatch}' than its study.json says: "
                                      "restore the definition, or move the study's runs/ folder away")
         return found
+
+    def record(self, run: Run) -> dict:
+        """The run's record (RECORD_FILE) of a finished run."""
+        if run not in self.run_records:
+            self.run_records[run] = read_json(os.path.join(self.study.folder, run.folder, RECORD_FILE))
+        return self.run_records[run]
 
     def definition_table(self, recorded: Sequence[dict]) -> List[str]:
         study, s = self.study, self.study.schedule
@@ -420,10 +429,9 @@ class StudyRenderer:
         compared = {trainer for c in self.study.comparisons for trainer in (c.baseline, *c.models)}
         for trainer, seeds in self.study.trainers:
             for seed in seeds:
-                raw_curves = finished_curves(self.study, trainer, seed)
+                raw_curves = self.curves(trainer, seed)
                 curves, epoch = ema_curves(raw_curves), median_epoch_seconds(raw_curves)
-                minutes = [read_json(os.path.join(self.study.folder, Run(trainer, seed, fold).folder, RECORD_FILE))
-                           ["wall_seconds"] / 60 for fold in curves]
+                minutes = [self.record(Run(trainer, seed, fold))["wall_seconds"] / 60 for fold in curves]
                 finals = [ema[-1] for ema in curves.values() if ema]
                 change = mean_ema_change(curves)
                 wall = (f"{np.median(minutes):.1f} [{min(minutes):.1f}, {max(minutes):.1f}]" if minutes else "–")
@@ -529,11 +537,7 @@ class StudyRenderer:
             colour = COLOURS[index % len(COLOURS)]
             handles.append(Line2D([], [], color=colour, label=trainer))
             for seed in self.study.seeds_of(trainer):
-                for fold in self.study.folds:
-                    path = os.path.join(self.study.folder, Run(trainer, seed, fold).folder, CURVES_FILE)
-                    if not os.path.isfile(path):
-                        continue
-                    curves = read_json(path)
+                for curves in self.curves(trainer, seed).values():
                     style = "-" if seed == self.study.seed else "--"
                     for axis, (key, _) in zip(axes.flat, panels):
                         values = np.array([np.nan if v is None else v for v in curves.get(key, [])], dtype=float)

@@ -22,7 +22,7 @@ from nnunetv2_morse.ledger.definition import BenchmarkStudy, Comparison, StudyEr
 from nnunetv2_morse.ledger.records import read_json, write_text
 from nnunetv2_morse.ledger.render import (FOREGROUND_MEAN, HIGHER_IS_BETTER, LEVELLED_OFF, LEVELLING_SHARE, METRICS,
                                           ComparisonRefused, Paired, RenderedLedger, Row, StudyRenderer, _difference,
-                                          _metric_label, _number, _p, ema_change, has_not_levelled_off, render_ledger)
+                                          _metric_label, _number, _p, has_not_levelled_off, render_ledger)
 from nnunetv2_morse.ledger.run import RECORD_FILE
 
 BEGIN = "<!-- verdict: rendered by nnUNetv2_morse_results from the ledger (results/); do not edit -->"
@@ -94,7 +94,7 @@ def quality_lines(renderer: StudyRenderer, comparison: Comparison, model: str, l
         return [f"{head}: not compared: {refusal}."]
     if not paired.folds:
         return [f"{head}: not yet run (no fold finished by both)."]
-    changes = {trainer: ema_change(study, trainer, study.seed) for trainer in (baseline, model)}
+    changes = {trainer: renderer.ema_change(trainer, study.seed) for trainer in (baseline, model)}
     unlevelled = "".join(f"; {trainer} has not levelled off (EMA {change:+.3f} over the last {LEVELLING_SHARE:.0%} of "
                          "epochs)" for trainer, change in changes.items() if has_not_levelled_off(change))
     return ([f"{head}: {_folds_finished(paired, study)}, {paired.num_cases} paired cases{unlevelled}:"]
