@@ -191,6 +191,16 @@ def test_reports_with_other_conventions_are_not_compared(ledger, tmp_path):
     assert "| nnUNetTrainerMORSE | Dice |" in text.split("What the head adds")[1]
 
 
+def test_sides_that_validated_a_case_in_different_folds_are_not_compared(ledger):
+    study, _ = ledger
+    baseline = load_arm(study, "nnUNetTrainer", 0)
+    swapped = {c: 1 - f for c, f in baseline.case_folds.items()}
+    model = render.Arm("swapped", baseline.folds, swapped, baseline.classes, baseline.conventions, baseline.values)
+    with pytest.raises(render.ComparisonRefused, match="swapped and nnUNetTrainer seed 0 validate case_00 in "
+                                                       "different folds \\(1 and 0\\): their splits differ"):
+        compare_arms(baseline, model, 99)
+
+
 def test_runs_recorded_under_another_schedule_are_refused(ledger, tmp_path):
     study, _ = ledger
     write_study(study.folder, schedule={"epochs": 9, "iterations_per_epoch": 3, "validation_iterations": 1})
@@ -291,9 +301,9 @@ def metric_line(block, metric):
     return next(line for line in block.splitlines() if line.startswith(f"  - {metric}"))
 
 
-def foreground_difference(values, model, baseline, metric):
-    """(n,) per-case model - baseline foreground means over the classes both scored."""
-    all_cases = cases(0) + cases(1)
+def foreground_difference(values, model, baseline, metric, folds=(0, 1)):
+    """(n,) per-case model - baseline foreground means over the classes both scored, cases of folds."""
+    all_cases = [c for fold in folds for c in cases(fold)]
     return (arrays(values[model], FOREGROUND_MEAN, metric, all_cases, values[baseline])
             - arrays(values[baseline], FOREGROUND_MEAN, metric, all_cases, values[model]))
 
@@ -444,6 +454,26 @@ def test_rendering_the_results_and_the_verdict_reads_each_ledger_file_once(headl
                                                          "metrics_head_off.json"}
 
 
+@pytest.mark.parametrize("metric", ["Dice", "HD95"])
+def test_a_mean_shift_against_the_signed_ranks_is_mixed_not_better_or_worse(metric):
+    """50 cases a little worse and 10 much better: the mean and its interval are positive, the Wilcoxon ranks
+    point down, and p is small; neither 'better' nor 'worse' may be printed."""
+    rng = np.random.default_rng(0)
+    differences = np.concatenate([-0.01 - 0.001 * rng.random(50), 1.0 + 0.1 * rng.random(10)])
+    d = statistics.paired_difference(np.zeros(60), differences, 999)
+    assert d.low > 0 and d.p_value < 0.05 and d.rank_sign == -1
+    assert wilcoxon(differences, alternative="less").pvalue < 0.05
+    row = render.Row(FOREGROUND_MEAN, metric, None, None, d, d.p_value)
+    assert verdict.significance_word(metric, row) == verdict.MIXED
+    assert verdict.verdict_word(metric, row, 0.0) == verdict.MIXED
+
+
+@pytest.mark.parametrize("differences, sign", [([1.0, 2.0, -0.5], 1), ([-3.0, -0.5, 1.0], -1),
+                                               ([-3.0, 1.0, 2.0], 0), ([0.0, 0.0], 0), ([1.0, -1.0, 0.0], 0)])
+def test_signed_rank_direction(differences, sign):
+    assert statistics.signed_rank_direction(np.array(differences)) == sign
+
+
 def renderer_ema_change(study, trainer, seed):
     return render.StudyRenderer(study, "figures", ".", 99).ema_change(trainer, seed)
 
@@ -473,9 +503,23 @@ def test_ema_change_is_none_without_a_finished_curve(ledger):
 ])
 def test_verdict_word(metric, low, high, p_adjusted, floor, word):
     mean = (low + high) / 2
-    difference = statistics.PairedDifference(20, 20, mean, mean, low, high, p_adjusted, "BCa", "")
+    difference = statistics.PairedDifference(20, 20, mean, mean, low, high, p_adjusted, "BCa", "", int(np.sign(mean)))
     assert verdict.verdict_word(metric, render.Row(FOREGROUND_MEAN, metric, None, None, difference, p_adjusted),
                                 floor) == word
+
+
+def test_a_noise_floor_from_fewer_folds_than_its_comparison_says_so(headline, tmp_path):
+    study, values = headline
+    for trainer in ("nnUNetTrainer", "nnUNetTrainerMORSE"):
+        os.remove(os.path.join(study.folder, "runs", trainer, "seed1", "fold_1", "run.json"))
+    render_main()
+    block = block_of(tmp_path / "README.md")
+    assert "2 of 2 folds finished, 20 paired cases" in block
+    for metric in SHIFT:
+        digits = 2 if metric in ("HD95", "ASSD") else 4
+        floor = max(abs(np.mean(foreground_difference(values, f"{arm}1", f"{arm}0", metric, folds=(0,))))
+                    for arm in ("base", "morse"))
+        assert f", noise floor {floor:.{digits}f} (from fold 0 only, 10 cases): **" in metric_line(block, metric)
 
 
 def test_verdict_says_preliminary_within_noise_and_noise_floor_not_yet_measured(headline, tmp_path):

@@ -4,7 +4,9 @@ ledger's RESULTS.md (``nnUNetv2_morse_results``).
 - difference = model - baseline, per case; cases missing (NaN) on either side are left out pairwise;
 - the two-sided Wilcoxon signed-rank p-value (``scipy.stats.wilcoxon``, zero differences dropped, exact for small
   samples); all differences zero: p = 1 with a note; fewer than 6 non-zero differences: a note that p < 0.05
-  cannot be reached (the exact p is at least 2 / 2^k for k non-zero differences);
+  cannot be reached (the exact p is at least 2 / 2^k for k non-zero differences); the direction the ranks point
+  (the sign of the positive minus the negative rank sum), which can differ from the mean's when a few large
+  differences outweigh many small ones of the other sign;
 - the 95% confidence interval of the mean difference: BCa bootstrap (``scipy.stats.bootstrap``, 9999 resamples,
   seed 0, so the same cases give the same interval), the percentile bootstrap where BCa is undefined, and the
   method used is recorded;
@@ -37,7 +39,8 @@ class Summary:
 class PairedDifference:
     """model - baseline over the cases finite on both sides: count (of them nonzero differ), mean and median
     difference, the mean's confidence interval low / high (NaN with fewer than 2 pairs) and its method (interval:
-    "BCa", "percentile", "equal" or "none"), the Wilcoxon p (NaN without pairs) and its note ("" if none)."""
+    "BCa", "percentile", "equal" or "none"), the Wilcoxon p (NaN without pairs), its note ("" if none) and
+    rank_sign (signed_rank_direction: +1, -1 or 0)."""
     count: int
     nonzero: int
     mean: float
@@ -47,6 +50,7 @@ class PairedDifference:
     p_value: float
     interval: str
     note: str
+    rank_sign: int
 
 
 def summary(values: np.ndarray) -> Summary:
@@ -69,6 +73,15 @@ def wilcoxon_p_value(differences: np.ndarray) -> Tuple[float, str]:
         return p_value, (f"only {nonzero} non-zero paired difference(s): exact p >= {2 / 2 ** nonzero:.3g}, "
                          "p < 0.05 unattainable")
     return p_value, ""
+
+
+def signed_rank_direction(differences: np.ndarray) -> int:
+    """+1, -1 or 0: the sign of the Wilcoxon signed-rank sum of differences (n,) (ranks of |d| over the non-zero
+    ones, ties averaged, positive minus negative): the direction in which the Wilcoxon test finds a shift."""
+    from scipy.stats import rankdata
+
+    nonzero = differences[differences != 0]
+    return int(np.sign(np.sum(np.sign(nonzero) * rankdata(np.abs(nonzero))))) if nonzero.size else 0
 
 
 def mean_confidence_interval(differences: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -99,11 +112,12 @@ def paired_difference(baseline: np.ndarray, model: np.ndarray, resamples: int = 
     differences = model[both] - baseline[both]
     if differences.size == 0:
         nan = float("nan")
-        return PairedDifference(0, 0, nan, nan, nan, nan, nan, "none", "no case is scored on both sides")
+        return PairedDifference(0, 0, nan, nan, nan, nan, nan, "none", "no case is scored on both sides", 0)
     low, high, interval = mean_confidence_interval(differences, resamples, seed)
     p_value, note = wilcoxon_p_value(differences)
     return PairedDifference(int(differences.size), int(np.count_nonzero(differences)), float(np.mean(differences)),
-                            float(np.median(differences)), low, high, p_value, interval, note)
+                            float(np.median(differences)), low, high, p_value, interval, note,
+                            signed_rank_direction(differences))
 
 
 def paired_statistics(baseline: np.ndarray, model: np.ndarray) -> dict:

@@ -22,33 +22,49 @@ from nnunetv2_morse.ledger.definition import BenchmarkStudy, Comparison, StudyEr
 from nnunetv2_morse.ledger.records import read_json, write_text
 from nnunetv2_morse.ledger.render import (FOREGROUND_MEAN, HIGHER_IS_BETTER, LEVELLED_OFF, LEVELLING_SHARE, METRICS,
                                           ComparisonRefused, Paired, RenderedLedger, Row, StudyRenderer, _difference,
-                                          _metric_label, _number, _p, has_not_levelled_off, render_ledger)
+                                          _list, _metric_label, _number, _p, has_not_levelled_off,
+                                          render_ledger)
 from nnunetv2_morse.ledger.run import RECORD_FILE
 
 BEGIN = "<!-- verdict: rendered by nnUNetv2_morse_results from the ledger (results/); do not edit -->"
 END = "<!-- end of verdict -->"
 SIGNIFICANCE = 0.05
+MIXED = "mixed: the mean and the signed ranks point opposite ways"
 COST_BASELINE = "nnUNetTrainer"
 COST_TRAINERS = ("nnUNetTrainerMORSE", "nnUNetTrainerMORSE_paper")
 COST_RATIOS = (("step_s", "step"), ("peak_memory_mb", "peak memory"), ("inference_s", "inference"))
 
 
-def noise_floor(noises: Sequence[Optional[Paired]], metric: str) -> Optional[float]:
+def noise_floor(noises: Sequence[Optional[Paired]], metric: str) -> Optional[Tuple[float, Paired]]:
     """The larger |mean seed-to-seed difference| of the foreground mean over the trainers with a second seed
-    finished (RESULTS.md's noise columns); None if neither has one."""
-    means = [abs(n.row(FOREGROUND_MEAN, metric).difference.mean) for n in noises if n is not None]
-    means = [m for m in means if np.isfinite(m)]
-    return max(means) if means else None
+    finished (RESULTS.md's noise columns), and the seed-to-seed comparison it comes from; None if neither has one."""
+    means = [(abs(n.row(FOREGROUND_MEAN, metric).difference.mean), n) for n in noises if n is not None]
+    means = [(m, n) for m, n in means if np.isfinite(m)]
+    return max(means, key=lambda pair: pair[0]) if means else None
+
+
+def floor_text(metric: str, floor: Optional[Tuple[float, Paired]], paired: Paired) -> str:
+    """', noise floor X', naming the folds and cases it comes from where they are not the comparison's own."""
+    if floor is None:
+        return ""
+    value, source = floor
+    origin = ("" if source.folds == paired.folds else
+              f" (from fold{'s' if len(source.folds) > 1 else ''} {_list(source.folds)} only, "
+              f"{source.num_cases} cases)")
+    return f", noise floor {_number(metric, value)}{origin}"
 
 
 def significance_word(metric: str, row: Row) -> str:
-    """'better' or 'worse' (the model, by HIGHER_IS_BETTER) when p (BH) < SIGNIFICANCE and the interval excludes 0,
-    'no significant difference' otherwise."""
+    """'better' or 'worse' (the model, by HIGHER_IS_BETTER) when p (BH) < SIGNIFICANCE and the interval excludes 0
+    on the side the signed ranks point to; MIXED when the interval and the ranks point opposite ways (a few large
+    differences against many small ones); 'no significant difference' otherwise."""
     d = row.difference
     if d.count == 0:
         return "no case scored on both sides"
     if not (row.p_adjusted < SIGNIFICANCE and (d.low > 0 or d.high < 0)):
         return "no significant difference"
+    if d.rank_sign != (1 if d.low > 0 else -1):
+        return MIXED
     return "better" if (d.low > 0) == HIGHER_IS_BETTER[metric] else "worse"
 
 
@@ -71,10 +87,10 @@ def metric_lines(paired: Paired, noises: Optional[Sequence[Optional[Paired]]]) -
     for metric in METRICS:
         row = paired.row(FOREGROUND_MEAN, metric)
         floor = None if noises is None else noise_floor(noises, metric)
-        noise = "" if floor is None else f", noise floor {_number(metric, floor)}"
-        word = significance_word(metric, row) if noises is None else verdict_word(metric, row, floor)
+        word = (significance_word(metric, row) if noises is None
+                else verdict_word(metric, row, None if floor is None else floor[0]))
         lines.append(f"  - {_metric_label(metric)}: {_difference(metric, row.difference)}, p (BH) "
-                     f"{_p(row.p_adjusted)}{noise}: **{word}**")
+                     f"{_p(row.p_adjusted)}{floor_text(metric, floor, paired)}: **{word}**")
     return lines
 
 
@@ -193,8 +209,10 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
     return "\n".join(
         [f"**Quality**: the per-case foreground mean, model − baseline [{CONFIDENCE_LEVEL:.0%} bootstrap interval] and "
          "the Wilcoxon p corrected over classes and metrics (BH). **better** or **worse** needs p (BH) < "
-         f"{SIGNIFICANCE} and an interval that excludes 0; such a difference no larger than the noise floor (the "
-         "larger seed-to-seed mean difference of the two trainers) is **within the seed-to-seed noise**. Head on − "
+         f"{SIGNIFICANCE} and an interval that excludes 0 on the side the Wilcoxon ranks point to (**mixed** when "
+         "they point the other way: a few large differences outweigh many small ones); such a difference no larger "
+         "than the noise floor (the larger seed-to-seed mean difference of the two trainers) is **within the "
+         "seed-to-seed noise**. Head on − "
          "head off scores the same models with the point head switched off (N_test 0, the coarse U-Net output): "
          "what the head adds at inference. A trainer "
          f"that has not levelled off (its EMA pseudo-Dice still rose by more than {LEVELLED_OFF} over the last "
