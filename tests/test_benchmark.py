@@ -221,3 +221,30 @@ def test_best_of_rounds_keeps_the_fastest_of_every_timed_field():
     rounds[1]["test_points_sweep"].pop()
     with pytest.raises(ValueError, match=r"the rounds of t swept different N_test \(\[\[0, 1000\], \[0\]\]\)"):
         benchmark.best_of_rounds(rounds)
+
+
+@pytest.mark.parametrize("memory, baseline_memory, line", [
+    ((1060.0, 1020.0), (1000.0, 1000.0), "m: peak memory over the 1.05x budget in 1 of 2 rounds only (1.060x, 1.020x): "
+                                         "peak memory varies this much between identical rounds, so this is no clear "
+                                         "excess"),
+    ((1020.0, 1080.0), (1000.0, 1000.0), "m: peak memory over the 1.05x budget in 1 of 2 rounds only (1.020x, 1.080x): "
+                                         "peak memory varies this much between identical rounds, so this is no clear "
+                                         "excess"),
+    ((1060.0, 1070.0), (1000.0, 1010.0), "m: peak memory 1.060x, 1.0% over the 1.05x budget"),
+    ((1040.0, 1070.0), (1000.0, 1030.0), None),
+])
+def test_peak_memory_is_judged_against_its_budget_in_every_round(memory, baseline_memory, line):
+    """Round 0's memory is the row's; a ratio over the budget in some rounds only is said to be no clear excess."""
+    def row(trainer, peaks):
+        rounds = [{"trainer": trainer, "step_s": 1.0, "inference_s": 1.0, "peak_memory_mb": p,
+                   "saved_for_backward_mb": 1.0, "test_points_sweep": []} for p in peaks]
+        return benchmark.best_of_rounds(rounds)
+
+    assert benchmark.over_budget([row("b", baseline_memory), row("m", memory)], "b") == ([line] if line else [])
+    single = [{"trainer": t, "step_s": 1.0, "inference_s": 1.0, "peak_memory_mb": p} for t, p in
+              (("b", baseline_memory[0]), ("m", memory[0]))]
+    older = [dict(r, rounds=[{"step_s": 1.0, "inference_s": 1.0}] * 2) for r in single]  # rounds without memory
+    for rows in (single, older):
+        assert benchmark.over_budget(rows, "b") == (
+            [f"m: peak memory {memory[0] / baseline_memory[0]:.3f}x, {memory[0] / baseline_memory[0] / 1.05 - 1:.1%} "
+             "over the 1.05x budget"] if memory[0] / baseline_memory[0] > 1.05 else [])
