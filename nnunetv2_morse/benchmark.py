@@ -67,14 +67,15 @@ BUDGETS = (("step_s", "step time", 1.05), ("peak_memory_mb", "peak memory", 1.05
 BUDGET_HEADING = f"Budgets (step, memory <= {BUDGETS[0][2]:.2f}x; inference <= {BUDGETS[2][2]:.2f}x)"
 
 
-def round_memory_ratios(row: dict, base: dict) -> List[float]:
-    """row's peak memory over base's, round by round (each round measures every trainer in turn), where both kept
-    their rounds' memory (best_of_rounds); else the one ratio of their rows."""
+def row_ratios(row: dict, base: dict, key: str) -> List[float]:
+    """row's key over base's. Peak memory, which varies by a few percent between identical rounds, round by round
+    (each round measures every trainer in turn) where both kept their rounds' memory (best_of_rounds); every other
+    key, and rows without rounds, the one ratio of the rows."""
     rounds, base_rounds = row.get("rounds", ()), base.get("rounds", ())
-    if (len(rounds) > 1 and len(rounds) == len(base_rounds)
-            and all("peak_memory_mb" in r for r in (*rounds, *base_rounds))):
-        return [r["peak_memory_mb"] / b["peak_memory_mb"] for r, b in zip(row["rounds"], base["rounds"])]
-    return [row["peak_memory_mb"] / base["peak_memory_mb"]]
+    if (key == "peak_memory_mb" and len(rounds) > 1 and len(rounds) == len(base_rounds)
+            and all(key in r for r in (*rounds, *base_rounds))):
+        return [r[key] / b[key] for r, b in zip(rounds, base_rounds)]
+    return [row[key] / base[key]]
 
 
 def over_budget(rows: List[dict], baseline: str) -> List[str]:
@@ -86,7 +87,7 @@ def over_budget(rows: List[dict], baseline: str) -> List[str]:
     for r in (r for r in rows if r is not base):
         for key, name, budget in BUDGETS:
             ratio = r[key] / base[key]
-            rounds = round_memory_ratios(r, base) if key == "peak_memory_mb" else [ratio]
+            rounds = row_ratios(r, base, key)
             over = sum(x > budget for x in rounds)
             if over == len(rounds):
                 lines.append(f"{r['trainer']}: {name} {ratio:.3f}x, {ratio / budget - 1:.1%} over the {budget}x budget")
@@ -302,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=integer_at_least(0), default=3, help="untimed training steps before them")
     parser.add_argument("--rounds", type=integer_at_least(1), default=1,
                         help="measure every trainer this many times in turn and keep the fastest of each time (step, "
-                             "inference, each --test-points forward); memory is the first round's")
+                             "inference, each --test-points forward); memory is the first round's, judged against its "
+                             "budget in every round")
     parser.add_argument("--clock", choices=CLOCK_NAMES, default="wall",
                         help="cpu: time by the process's CPU time on one thread (CPU only), less affected than the "
                              "elapsed time by other processes but not immune (vCPUs that share a core's execution "

@@ -632,12 +632,18 @@ def test_check_passes_after_rendering_and_fails_on_a_hand_edit_or_a_new_run(head
 
 def benchmark_study(folder, plans):
     """A headline benchmark study whose recorded table holds plans {plan: {trainer: (step, memory, inference)}} (none:
-    not yet run)."""
+    not yet run); a tuple of memories is one per round (the row's is the first)."""
     definition = {"kind": "benchmark", "title": "CPU 2d plans", "arguments": ["--preset", "2d"], "verdict": True}
     write_json(definition, str(folder / "study.json"))
+
+    def row(trainer, step, memory, inference):
+        rounds = memory if isinstance(memory, tuple) else (memory,)
+        return {"trainer": trainer, "step_s": step, "peak_memory_mb": rounds[0], "saved_for_backward_mb": 1.0,
+                "inference_s": inference,
+                "rounds": [{"step_s": step, "inference_s": inference, "peak_memory_mb": m} for m in rounds]}
+
     if plans is not None:
-        rows = {plan: [{"trainer": t, "step_s": s, "peak_memory_mb": m, "saved_for_backward_mb": 1.0, "inference_s": i}
-                       for t, (s, m, i) in trainers.items()] for plan, trainers in plans.items()}
+        rows = {plan: [row(t, *values) for t, values in trainers.items()] for plan, trainers in plans.items()}
         write_json({"headers": {plan: plan for plan in rows}, "plans": rows}, str(folder / "benchmark_2d_cpu.json"))
         write_json({"commands": [{"command": "benchmark"}], "machine": {"platform": "Linux", "cpu_count": 2},
                     "recorded": "today", "files": ["benchmark_2d_cpu.json", "benchmark_2d_cpu.md"]},
@@ -661,6 +667,21 @@ def test_verdict_cost_is_the_default_and_paper_ratios_over_the_plans(tmp_path):
     assert verdict.cost_line(one_plan, "[3d](R.md)") == (
         "- [3d](R.md): nnUNetTrainerMORSE step 1.020x, peak memory 1.050x, inference 1.070x.")
     assert verdict.cost_line(benchmark_study(tmp_path / "none", None), "[x](R.md)") == "- [x](R.md): not yet measured."
+
+
+def test_peak_memory_ratios_are_a_range_over_the_rounds(tmp_path):
+    """MORSE's peak memory is 1.050x the baseline's in round 0 and 1.020x in round 1: the verdict and the table give
+    the range, and the budget line does not call it an excess."""
+    base, morse = "nnUNetTrainer", "nnUNetTrainerMORSE"
+    study = benchmark_study(tmp_path / "results" / "cost" / "rounds",
+                            {"3d_fullres": {base: (20.0, (6000.0, 6100.0), 10.0),
+                                            morse: (20.4, (6301.0, 6222.0), 10.7)}})
+    assert verdict.cost_line(study, "[3d](R.md)") == (
+        "- [3d](R.md): nnUNetTrainerMORSE step 1.020x, peak memory 1.020-1.050x, inference 1.070x.")
+    render_results(str(tmp_path / "results"), str(tmp_path / "RESULTS.md"), 99)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| nnUNetTrainerMORSE | 1.020x | 1.020-1.050x | 1.000x | 1.070x |" in text
+    assert "nnUNetTrainerMORSE: peak memory over the 1.05x budget in 1 of 2 rounds only (1.050x, 1.020x)" in text
 
 
 @pytest.mark.parametrize("where", ["comparison", "benchmark"])

@@ -568,15 +568,21 @@ class StudyRenderer:
 COST_KEYS = ("step_s", "peak_memory_mb", "saved_for_backward_mb", "inference_s")
 
 
+def ratio_range(ratios: Sequence[float]) -> str:
+    """'1.020x', or '1.020-1.050x' where the ratios differ at three decimals."""
+    low, high = f"{min(ratios):.3f}", f"{max(ratios):.3f}"
+    return f"{low}x" if low == high else f"{low}-{high}x"
+
+
 def cost_tables(rows: List[dict]) -> List[str]:
-    """One plan's benchmark rows: the first trainer's values and every other's ratios to them, the budgets, and each
-    N_test sweep."""
-    from nnunetv2_morse.benchmark import BUDGET_HEADING, over_budget
+    """One plan's benchmark rows: the first trainer's values and every other's ratios to them (peak memory's over
+    the rounds, row_ratios), the budgets, and each N_test sweep."""
+    from nnunetv2_morse.benchmark import BUDGET_HEADING, over_budget, row_ratios
 
     base = rows[0]
     values = [[base["trainer"], f"{base['step_s']:.3f} s", f"{base['peak_memory_mb']:.0f} MiB",
                f"{base['saved_for_backward_mb']:.0f} MiB", f"{base['inference_s']:.3f} s"]]
-    values += [[row["trainer"], *(f"{row[key] / base[key]:.3f}x" for key in COST_KEYS)] for row in rows[1:]]
+    values += [[row["trainer"], *(ratio_range(row_ratios(row, base, key)) for key in COST_KEYS)] for row in rows[1:]]
     lines = [markdown_table(["trainer", "step", "peak memory", "saved for backward", "inference / case"], values,
                             "lrrrr")]
     budget = over_budget(rows, base["trainer"])
@@ -621,6 +627,12 @@ def cuda_tests_section(results_folder: str) -> List[str]:
     return lines + [f"{counts} on {summary['machine']['gpu']} (`{summary['command']}`, {summary['recorded']}; "
                     f"JUnit XML: `{os.path.join(CUDA_TESTS_FOLDER, summary['junit'])}`).", ""]
 
+
+COST_INTRO = ("Each table gives the first trainer's step, peak memory, memory saved for backward and inference time, "
+              "and every other trainer's ratios to them on the same plan. Where a benchmark ran several rounds, times "
+              "are the fastest round's (a shared machine only adds time) and the peak memory ratio is the range over "
+              "the rounds, each round's trainers against each other (the peak varies by a few percent between "
+              "identical rounds).")
 
 HEADER = """# Results
 
@@ -675,7 +687,8 @@ def render_ledger(results_folder: str, output: str, resamples: int) -> RenderedL
         if isinstance(study, TrainingStudy):
             renderers[study.folder] = StudyRenderer(study, figures, markdown_folder, resamples)
             lines += renderers[study.folder].render()
-    lines += ["## Cost", ""] + [line for study in cost for line in cost_section(study, markdown_folder)]
+    lines += (["## Cost", "", COST_INTRO, ""]
+              + [line for study in cost for line in cost_section(study, markdown_folder)])
     lines += cuda_tests_section(results_folder)
     return RenderedLedger(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip() + "\n", tuple(studies), renderers)
 

@@ -23,7 +23,7 @@ from nnunetv2_morse.ledger.records import read_json, write_text
 from nnunetv2_morse.ledger.render import (FOREGROUND_MEAN, HIGHER_IS_BETTER, LEVELLED_OFF, LEVELLING_SHARE, METRICS,
                                           ComparisonRefused, Paired, RenderedLedger, Row, StudyRenderer, _difference,
                                           _list, _metric_label, _number, _p, has_not_levelled_off,
-                                          render_ledger)
+                                          ratio_range, render_ledger)
 from nnunetv2_morse.ledger.run import RECORD_FILE
 
 BEGIN = "<!-- verdict: rendered by nnUNetv2_morse_results from the ledger (results/); do not edit -->"
@@ -136,14 +136,11 @@ def head_lines(renderer: StudyRenderer, model: str, link: str) -> List[str]:
             + metric_lines(paired, None))
 
 
-def _ratio_range(ratios: Sequence[float]) -> str:
-    low, high = f"{min(ratios):.3f}", f"{max(ratios):.3f}"
-    return f"{low}x" if low == high else f"{low}-{high}x"
-
-
 def cost_line(study: BenchmarkStudy, link: str) -> str:
     """One list item: each of COST_TRAINERS' ratios to COST_BASELINE in the study's recorded benchmark tables, the
-    range over its plans."""
+    range over its plans (and, for peak memory, over the rounds: row_ratios)."""
+    from nnunetv2_morse.benchmark import row_ratios
+
     record_file = os.path.join(study.folder, RECORD_FILE)
     if not os.path.isfile(record_file):
         return f"- {link}: not yet measured."
@@ -154,9 +151,10 @@ def cost_line(study: BenchmarkStudy, link: str) -> str:
     for trainer in COST_TRAINERS:
         measured = [rows for rows in plans if trainer in rows]
         if measured:
-            parts.append(f"{trainer} " + ", ".join(
-                f"{name} {_ratio_range([rows[trainer][key] / rows[COST_BASELINE][key] for rows in measured])}"
-                for key, name in COST_RATIOS) + (f" over {len(measured)} plans" if len(measured) > 1 else ""))
+            ranges = [ratio_range([x for rows in measured for x in row_ratios(rows[trainer], rows[COST_BASELINE], key)])
+                      for key, _ in COST_RATIOS]
+            parts.append(f"{trainer} " + ", ".join(f"{name} {r}" for (_, name), r in zip(COST_RATIOS, ranges))
+                         + (f" over {len(measured)} plans" if len(measured) > 1 else ""))
     return f"- {link}: " + ("; ".join(parts) if parts else f"no {' or '.join(COST_TRAINERS)} in its tables") + "."
 
 
@@ -219,7 +217,8 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
          f"{LEVELLING_SHARE:.0%} of epochs, mean over its folds) is named: the schedule may be too short for that "
          "comparison.", ""]
         + (quality or [unmarked])
-        + ["", f"**Cost**: ratios to {COST_BASELINE} on the same plan (a range over the plans measured).", ""]
+        + ["", f"**Cost**: ratios to {COST_BASELINE} on the same plan (a range over the plans measured, and for peak "
+               "memory over the rounds: it varies by a few percent between identical rounds).", ""]
         + (cost or [unmarked])
         + ["", f"Every number, per class, with the noise floor, learning curves and all benchmark tables: "
                f"[{os.path.basename(results_file)}]({target})."])
