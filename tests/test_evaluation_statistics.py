@@ -85,6 +85,22 @@ def test_missing_values_are_left_out_pairwise():
     model = np.array([0.6, 0.9, np.nan, 0.8, 0.7, 0.5, 0.5])
     statistics = paired_statistics(baseline, model)
     assert statistics["n"] == 5 and statistics["num_nonzero_differences"] == 4
+    assert statistics["signed_rank_direction"] == 1
     assert statistics["mean_difference"] == pytest.approx(np.mean([0.1, 0.0, 0.1, 0.1, 0.2]))
     assert statistics["baseline_mean"] == pytest.approx(np.mean([0.5, 0.8, 0.6, 0.4, 0.3]))
     assert statistics["differences"] == pytest.approx([0.1, 0.0, 0.1, 0.1, 0.2])
+
+
+def test_the_favours_column_says_mixed_where_the_mean_and_the_signed_ranks_disagree():
+    """50 cases a little worse and 10 much better: the mean favours the model, the ranks (and the small p) the
+    baseline."""
+    from nnunetv2_morse.evaluation.compare import _favoured
+
+    differences = np.concatenate([np.full(50, -0.01) - np.arange(50) * 1e-4, np.full(10, 1.0) + np.arange(10) * 1e-3])
+    statistics = paired_statistics(np.zeros(60), differences)
+    assert statistics["mean_difference"] > 0 and statistics["signed_rank_direction"] == -1
+    assert _favoured(statistics, "Dice", "MORSE", "base") == "mixed: the mean favours MORSE, the signed ranks base"
+    assert _favoured(statistics, "HD95", "MORSE", "base") == "mixed: the mean favours base, the signed ranks MORSE"
+    agreeing = paired_statistics(np.zeros(60), np.abs(differences))
+    assert _favoured(agreeing, "Dice", "MORSE", "base") == "MORSE"
+    assert _favoured(agreeing, "HD95", "MORSE", "base") == "base"

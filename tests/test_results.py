@@ -439,7 +439,7 @@ def test_the_median_epoch_time_is_not_moved_by_a_paused_training(ledger, tmp_pat
     assert render.median_epoch_seconds({0: {"ema_fg_dice": [0.5]}}) is None
 
 
-def test_rendering_the_results_and_the_verdict_reads_each_ledger_file_once(headline, monkeypatch):
+def test_rendering_the_results_and_the_verdict_reads_each_run_file_once(headline, monkeypatch):
     reads = []
 
     def counted(path):
@@ -520,6 +520,17 @@ def test_a_noise_floor_from_fewer_folds_than_its_comparison_says_so(headline, tm
         floor = max(abs(np.mean(foreground_difference(values, f"{arm}1", f"{arm}0", metric, folds=(0,))))
                     for arm in ("base", "morse"))
         assert f", noise floor {floor:.{digits}f} (from fold 0 only, 10 cases): **" in metric_line(block, metric)
+
+
+def test_a_noise_floor_from_more_folds_than_its_comparison_names_them_without_only(headline, tmp_path):
+    """The model has finished fold 0 at seed 0 and no fold at seed 1: the floor is the baseline's, over folds 0-1."""
+    study, _ = headline
+    for seed, fold in ((0, 1), (1, 0), (1, 1)):
+        os.remove(os.path.join(study.folder, "runs", "nnUNetTrainerMORSE", f"seed{seed}", f"fold_{fold}", "run.json"))
+    render_main()
+    block = block_of(tmp_path / "README.md")
+    assert "1 of 2 folds finished (**preliminary**), 10 paired cases" in block
+    assert all("(from folds 0, 1, 20 cases): **" in metric_line(block, m) for m in SHIFT)
 
 
 def test_verdict_says_preliminary_within_noise_and_noise_floor_not_yet_measured(headline, tmp_path):

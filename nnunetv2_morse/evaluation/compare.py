@@ -169,11 +169,15 @@ def compare_reports(reports: Sequence[Mapping], names: Sequence[str], sources: S
 
 
 def _favoured(statistics: Mapping, metric: str, model: str, baseline: str) -> str:
-    """The model whose mean the mean paired difference favours, "-" for no difference."""
+    """The model whose mean the mean paired difference favours, "-" for no difference; "mixed" naming both where the
+    Wilcoxon signed ranks (and so its p) point the other way."""
     difference = statistics["mean_difference"]
     if difference == 0:
         return "-"
-    return model if (difference > 0) == HIGHER_IS_BETTER[metric] else baseline
+    by_mean, other = (model, baseline) if (difference > 0) == HIGHER_IS_BETTER[metric] else (baseline, model)
+    if statistics["signed_rank_direction"] == (-1 if difference > 0 else 1):
+        return f"mixed: the mean favours {by_mean}, the signed ranks {other}"
+    return by_mean
 
 
 def markdown_report(comparison: Mapping) -> str:

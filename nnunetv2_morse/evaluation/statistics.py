@@ -126,7 +126,8 @@ def paired_statistics(baseline: np.ndarray, model: np.ndarray) -> dict:
 
     Returns n (of them); baseline and model mean and median; mean and median difference (model - baseline) with the bootstrap
     interval of the mean, mean_difference_ci [low, high] (null for one case) and its method; the Wilcoxon p_value,
-    its note and num_nonzero_differences; the differences themselves.
+    its note, num_nonzero_differences and signed_rank_direction (+1, -1 or 0: where the ranks point, which a few large
+    differences can make the opposite of the mean's sign); the differences themselves.
     """
     baseline, model = np.asarray(baseline, dtype=float), np.asarray(model, dtype=float)
     if baseline.shape != model.shape or baseline.ndim != 1 or baseline.size == 0:
@@ -142,6 +143,7 @@ def paired_statistics(baseline: np.ndarray, model: np.ndarray) -> dict:
             "mean_difference": difference.mean, "median_difference": difference.median,
             "mean_difference_ci": interval, "mean_difference_ci_method": difference.interval,
             "num_nonzero_differences": difference.nonzero, "p_value": difference.p_value, "note": difference.note,
+            "signed_rank_direction": difference.rank_sign,
             "differences": (model[both] - baseline[both]).tolist()}
 
 

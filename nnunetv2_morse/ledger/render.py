@@ -632,7 +632,8 @@ COST_INTRO = ("Each table gives the first trainer's step, peak memory, memory sa
               "and every other trainer's ratios to them on the same plan. Where a benchmark ran several rounds, times "
               "are the fastest round's (a shared machine only adds time) and the peak memory ratio is the range over "
               "the rounds, each round's trainers against each other (the peak varies by a few percent between "
-              "identical rounds).")
+              "identical rounds); a table recorded before the benchmark kept each round's memory gives the first "
+              "round's, and its budget line says so.")
 
 HEADER = """# Results
 

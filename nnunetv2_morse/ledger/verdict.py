@@ -44,13 +44,15 @@ def noise_floor(noises: Sequence[Optional[Paired]], metric: str) -> Optional[Tup
 
 
 def floor_text(metric: str, floor: Optional[Tuple[float, Paired]], paired: Paired) -> str:
-    """', noise floor X', naming the folds and cases it comes from where they are not the comparison's own."""
+    """', noise floor X', naming the folds and cases it comes from where they are not the comparison's own ('only'
+    where they are some of them)."""
     if floor is None:
         return ""
     value, source = floor
+    fewer = " only" if set(source.folds) < set(paired.folds) else ""
     origin = ("" if source.folds == paired.folds else
-              f" (from fold{'s' if len(source.folds) > 1 else ''} {_list(source.folds)} only, "
-              f"{source.num_cases} cases)")
+              f" (from fold{'s' if len(source.folds) > 1 else ''} {_list(source.folds)}{fewer}, {source.num_cases} "
+              "cases)")
     return f", noise floor {_number(metric, value)}{origin}"
 
 
@@ -63,7 +65,7 @@ def significance_word(metric: str, row: Row) -> str:
         return "no case scored on both sides"
     if not (row.p_adjusted < SIGNIFICANCE and (d.low > 0 or d.high < 0)):
         return "no significant difference"
-    if d.rank_sign != (1 if d.low > 0 else -1):
+    if d.rank_sign == (-1 if d.low > 0 else 1):
         return MIXED
     return "better" if (d.low > 0) == HIGHER_IS_BETTER[metric] else "worse"
 
