@@ -4,7 +4,8 @@ import pytest
 
 import scipy.stats
 
-from nnunetv2_morse.evaluation.statistics import adjusted_p_values, mean_confidence_interval, paired_statistics
+from nnunetv2_morse.evaluation.statistics import (adjusted_p_values, mean_confidence_interval, paired_statistics,
+                                                  ranks_oppose)
 
 
 def benjamini_hochberg(p_values):
@@ -104,3 +105,9 @@ def test_the_favours_column_says_mixed_where_the_mean_and_the_signed_ranks_disag
     agreeing = paired_statistics(np.zeros(60), np.abs(differences))
     assert _favoured(agreeing, "Dice", "MORSE", "base") == "MORSE"
     assert _favoured(agreeing, "HD95", "MORSE", "base") == "base"
+
+
+@pytest.mark.parametrize("sign, rank_sign, oppose", [(0.3, -1, True), (0.3, 1, False), (0.3, 0, False),
+                                                     (-0.3, 1, True), (-0.3, -1, False), (-0.3, 0, False)])
+def test_ranks_oppose_only_a_difference_of_the_other_sign(sign, rank_sign, oppose):
+    assert ranks_oppose(sign, rank_sign) is oppose

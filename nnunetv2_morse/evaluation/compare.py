@@ -30,7 +30,7 @@ from nnunetv2_morse.evaluation.evaluate import format_metric, print_warnings
 from nnunetv2_morse.evaluation.metrics import HIGHER_IS_BETTER, METRIC_NAMES, METRIC_UNITS
 from nnunetv2_morse.evaluation.statistics import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE_LEVEL,
                                                   MIN_NONZERO_FOR_P_BELOW_0_05, adjusted_p_values, paired_statistics,
-                                                  wilcoxon_p_value)
+                                                  ranks_oppose, wilcoxon_p_value)
 
 __all__ = ["ComparisonError", "compare_reports", "differences_table", "load_report", "markdown_report", "main",
            "paired_statistics", "plot_differences", "wilcoxon_p_value", "MIN_NONZERO_FOR_P_BELOW_0_05"]
@@ -175,7 +175,7 @@ def _favoured(statistics: Mapping, metric: str, model: str, baseline: str) -> st
     if difference == 0:
         return "-"
     by_mean, other = (model, baseline) if (difference > 0) == HIGHER_IS_BETTER[metric] else (baseline, model)
-    if statistics["signed_rank_direction"] == (-1 if difference > 0 else 1):
+    if ranks_oppose(difference, statistics["signed_rank_direction"]):
         return f"mixed: the mean favours {by_mean}, the signed ranks {other}"
     return by_mean
 

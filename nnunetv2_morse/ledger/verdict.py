@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nnunetv2_morse.evaluation.statistics import CONFIDENCE_LEVEL
+from nnunetv2_morse.evaluation.statistics import CONFIDENCE_LEVEL, ranks_oppose
 from nnunetv2_morse.ledger.definition import BenchmarkStudy, Comparison, StudyError, TrainingStudy
 from nnunetv2_morse.ledger.records import read_json, write_text
 from nnunetv2_morse.ledger.render import (FOREGROUND_MEAN, HIGHER_IS_BETTER, LEVELLED_OFF, LEVELLING_SHARE, METRICS,
@@ -65,7 +65,7 @@ def significance_word(metric: str, row: Row) -> str:
         return "no case scored on both sides"
     if not (row.p_adjusted < SIGNIFICANCE and (d.low > 0 or d.high < 0)):
         return "no significant difference"
-    if d.rank_sign == (-1 if d.low > 0 else 1):
+    if ranks_oppose(d.low, d.rank_sign):
         return MIXED
     return "better" if (d.low > 0) == HIGHER_IS_BETTER[metric] else "worse"
 
