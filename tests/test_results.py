@@ -446,7 +446,6 @@ def test_rendering_the_results_and_the_verdict_reads_each_run_file_once(headline
         reads.append(os.path.abspath(path))
         return read_json(path)
     monkeypatch.setattr(render, "read_json", counted)
-    monkeypatch.setattr(verdict, "read_json", counted)
     render_main()
     runs = [path for path in reads if f"{os.sep}runs{os.sep}" in path]
     assert len(runs) == len(set(runs))

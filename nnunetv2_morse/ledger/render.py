@@ -597,23 +597,31 @@ def cost_tables(rows: List[dict]) -> List[str]:
     return lines
 
 
+def recorded_benchmark(study: BenchmarkStudy) -> Optional[Tuple[dict, List[dict]]]:
+    """The study's run record and the benchmark reports (JSON) it lists, in order; None where it is not yet
+    measured."""
+    record_file = os.path.join(study.folder, RECORD_FILE)
+    if not os.path.isfile(record_file):
+        return None
+    record = read_json(record_file)
+    return record, [read_json(os.path.join(study.folder, name)) for name in record["files"] if name.endswith(".json")]
+
+
 def cost_section(study: BenchmarkStudy, markdown_folder: str) -> List[str]:
     """The benchmark tables of one benchmark study, one per plan measured, as ratios against their first trainer."""
     lines = [f"### {study.title}", ""] + ([study.description, ""] if study.description else [])
-    record_file = os.path.join(study.folder, RECORD_FILE)
-    if not os.path.isfile(record_file):
+    recorded = recorded_benchmark(study)
+    if recorded is None:
         command = ("nnUNetv2_morse_gpu_evidence" if study.device == "cuda"
                    else f"nnUNetv2_morse_study {os.path.relpath(os.path.abspath(study.folder), markdown_folder)}")
         return lines + [f"Not yet measured: `{command}`.", ""]
-    record = read_json(record_file)
+    record, reports = recorded
     machine = record["machine"]
     lines += [f"`{record['commands'][0]['command']}`; {machine['platform']}, {machine['cpu_count']} CPUs"
               + (f", {machine['gpu']}" if machine.get("gpu") else "") + f"; recorded {record['recorded']}.", ""]
-    for name in record["files"]:
-        if name.endswith(".json"):
-            report = read_json(os.path.join(study.folder, name))
-            for plan, rows in report["plans"].items():
-                lines += [report["headers"][plan], ""] + cost_tables(rows)
+    for report in reports:
+        for plan, rows in report["plans"].items():
+            lines += [report["headers"][plan], ""] + cost_tables(rows)
     return lines
 
 

@@ -19,12 +19,11 @@ import numpy as np
 
 from nnunetv2_morse.evaluation.statistics import CONFIDENCE_LEVEL, ranks_oppose
 from nnunetv2_morse.ledger.definition import BenchmarkStudy, Comparison, StudyError, TrainingStudy
-from nnunetv2_morse.ledger.records import read_json, write_text
+from nnunetv2_morse.ledger.records import write_text
 from nnunetv2_morse.ledger.render import (FOREGROUND_MEAN, HIGHER_IS_BETTER, LEVELLED_OFF, LEVELLING_SHARE, METRICS,
                                           ComparisonRefused, Paired, RenderedLedger, Row, StudyRenderer, _difference,
                                           _list, _metric_label, _number, _p, has_not_levelled_off,
-                                          ratio_range, render_ledger)
-from nnunetv2_morse.ledger.run import RECORD_FILE
+                                          ratio_range, recorded_benchmark, render_ledger)
 
 BEGIN = "<!-- verdict: rendered by nnUNetv2_morse_results from the ledger (results/); do not edit -->"
 END = "<!-- end of verdict -->"
@@ -143,11 +142,10 @@ def cost_line(study: BenchmarkStudy, link: str) -> str:
     range over its plans (and, for peak memory, over the rounds: row_ratios)."""
     from nnunetv2_morse.benchmark import row_ratios
 
-    record_file = os.path.join(study.folder, RECORD_FILE)
-    if not os.path.isfile(record_file):
+    recorded = recorded_benchmark(study)
+    if recorded is None:
         return f"- {link}: not yet measured."
-    plans = [{row["trainer"]: row for row in rows} for name in read_json(record_file)["files"] if name.endswith(".json")
-             for rows in read_json(os.path.join(study.folder, name))["plans"].values()]
+    plans = [{row["trainer"]: row for row in rows} for report in recorded[1] for rows in report["plans"].values()]
     plans = [rows for rows in plans if COST_BASELINE in rows]
     parts = []
     for trainer in COST_TRAINERS:
