@@ -30,7 +30,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from nnunetv2_morse.cli import (CommandError, add_device_argument, command_parser, console_script, integer_at_least,
                                 markdown_table, one_line_errors)
@@ -78,6 +78,12 @@ def row_ratios(row: dict, base: dict, key: str) -> List[float]:
     return [row[key] / base[key]]
 
 
+def ratio_range(ratios: Sequence[float], unit: str = "x") -> str:
+    """'1.020x', or '1.020-1.050x' where the ratios differ at three decimals."""
+    low, high = f"{min(ratios):.3f}", f"{max(ratios):.3f}"
+    return f"{low}{unit}" if low == high else f"{low}-{high}{unit}"
+
+
 def over_budget(rows: List[dict], baseline: str) -> List[str]:
     """The rows' ratios to the baseline that exceed BUDGETS, one line each, each line saying what it is. Peak memory
     is judged in every round (row_ratios): over budget in every round is an excess by the smallest of them, in some
@@ -120,12 +126,13 @@ ARITHMETIC_HEADER = ("head FLOPs / U-Net, training (N_p)", "step overhead above 
 
 
 def format_table(rows: List[dict], baseline: str) -> str:
-    """One plan's table (values and ratios to the baseline, FLOP shares beside them) and each N_test sweep."""
+    """One plan's table (values and ratios to the baseline, peak memory's over the rounds (row_ratios), FLOP shares
+    beside them) and each N_test sweep."""
     base = next(r for r in rows if r["trainer"] == baseline)
     header = ["trainer", "step (s)", "step ratio", "peak memory (MiB)", "memory ratio", "saved for backward (MiB)",
               "saved ratio", "inference (s/case)", "inference ratio", *ARITHMETIC_HEADER]
     cells = [[r["trainer"], f"{r['step_s']:.3f}", f"{r['step_s'] / base['step_s']:.3f}", f"{r['peak_memory_mb']:.0f}",
-              f"{r['peak_memory_mb'] / base['peak_memory_mb']:.3f}", f"{r['saved_for_backward_mb']:.0f}",
+              ratio_range(row_ratios(r, base, "peak_memory_mb"), unit=""), f"{r['saved_for_backward_mb']:.0f}",
               f"{r['saved_for_backward_mb'] / base['saved_for_backward_mb']:.3f}", f"{r['inference_s']:.3f}",
               f"{r['inference_s'] / base['inference_s']:.3f}", *arithmetic_columns(r, base)] for r in rows]
     sections = [markdown_table(header, cells, "l" + "r" * (len(header) - 1))]
@@ -142,7 +149,7 @@ def format_table(rows: List[dict], baseline: str) -> str:
 
 def format_summary(plan_rows: Dict[str, List[dict]], baseline: str) -> str:
     """One table over several plans: the baseline's step, peak memory and inference per plan, every other trainer's
-    ratios to it, and the head's FLOP shares beside them."""
+    ratios to it (peak memory's over the rounds, row_ratios), and the head's FLOP shares beside them."""
     cells = []
     for plan, rows in plan_rows.items():
         base = next(r for r in rows if r["trainer"] == baseline)
@@ -151,7 +158,7 @@ def format_summary(plan_rows: Dict[str, List[dict]], baseline: str) -> str:
             if r is base:
                 values = [f"{r['step_s']:.3f} s", f"{r['peak_memory_mb']:.0f} MiB", f"{r['inference_s']:.3f} s"]
             else:
-                values = [f"{r[key] / base[key]:.3f}x" for key in ("step_s", "peak_memory_mb", "inference_s")]
+                values = [ratio_range(row_ratios(r, base, key)) for key in ("step_s", "peak_memory_mb", "inference_s")]
             cells.append([label, r["trainer"], *values, *arithmetic_columns(r, base)])
     header = ["plan (patch, batch)", "trainer", "step", "peak memory", "inference", *ARITHMETIC_HEADER]
     return markdown_table(header, cells, "ll" + "r" * (len(header) - 2))
@@ -359,6 +366,29 @@ def run_worker(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(result))
 
 
+def plan_section(report: Mapping, plan: str) -> str:
+    """One plan of a benchmark report (its JSON: per plan a heading and rows, the first row the baseline): the
+    heading, format_table and the budget lines."""
+    rows = report["plans"][plan]
+    budget = over_budget(rows, rows[0]["trainer"])
+    return (report["headers"][plan] + "\n\n" + format_table(rows, rows[0]["trainer"]) + f"\n\n{BUDGET_HEADING}:"
+            + (" all met." if not budget else "\n" + "\n".join(f"- {line}" for line in budget)))
+
+
+def summary_section(report: Mapping) -> str:
+    """format_summary of a benchmark report's plans under a heading line."""
+    baseline = next(iter(report["plans"].values()))[0]["trainer"]
+    return (f"{len(report['plans'])} plans ({', '.join(report['plans'])}): ratios to {baseline} per plan\n\n"
+            + format_summary(report["plans"], baseline))
+
+
+def benchmark_markdown(report: Mapping) -> str:
+    """The Markdown of a benchmark report: summary_section where it has several plans, then each plan_section. The
+    benchmark writes it beside the report, rendered from the report alone."""
+    sections = [plan_section(report, plan) for plan in report["plans"]]
+    return "\n\n".join(([summary_section(report)] if len(report["plans"]) > 1 else []) + sections) + "\n"
+
+
 def run_benchmark(args: argparse.Namespace, command: List[str]) -> None:
     """Plans, measures every trainer on every plan, prints the tables and writes them as .md and .json."""
     from nnunetv2_morse.cli import resolve_device
@@ -377,28 +407,22 @@ def run_benchmark(args: argparse.Namespace, command: List[str]) -> None:
     else:
         plans = {args.preset: tuple(args.image_shape)}
     os.makedirs(args.out, exist_ok=True)
-    plan_rows, headers, sections = {}, {}, []
+    report = {"command": command, "headers": {}, "plans": {}}
     for plan, image_shape in plans.items():
         plans_file = make_plans(preset["planner"], preset["plans_name"], tempfile.mkdtemp(prefix="morse_benchmark_"),
                                 image_shape)
         check_plan(plans_file, preset["configuration"], patch_size, plan)
-        rows = plan_rows[plan] = run_trainers(args, plans_file, device, patch_size, batch_size)
-        headers[plan] = describe(args, rows, plan, device)
-        budget = over_budget(rows, args.trainers[0])
-        sections.append(headers[plan] + "\n\n" + format_table(rows, args.trainers[0])
-                        + f"\n\n{BUDGET_HEADING}: "
-                        + ("all met." if not budget else "\n" + "\n".join(f"- {line}" for line in budget)))
-        print("\n" + sections[-1], flush=True)
-    if args.plans2d:
-        sections.insert(0, f"2d plans {', '.join(plans)}: ratios to {args.trainers[0]} per plan\n\n"
-                        + format_summary(plan_rows, args.trainers[0]))
-        print("\n" + sections[0])
+        rows = report["plans"][plan] = run_trainers(args, plans_file, device, patch_size, batch_size)
+        report["headers"][plan] = describe(args, rows, plan, device)
+        print("\n" + plan_section(report, plan), flush=True)
+    if len(plans) > 1:
+        print("\n" + summary_section(report))
     stem = os.path.join(args.out, f"benchmark_{'2d_plans' if args.plans2d else args.preset}_{device}"
                         + ("_bf16" if args.precision == "bf16" and device == "cuda" else ""))
     with open(stem + ".md", "w") as f:
-        f.write("\n\n".join(sections) + "\n")
+        f.write(benchmark_markdown(report))
     with open(stem + ".json", "w") as f:
-        json.dump({"command": command, "headers": headers, "plans": plan_rows, "sections": sections}, f, indent=2)
+        json.dump(report, f, indent=2)
     print(f"\nwritten: {stem}.md, {stem}.json")
 
 

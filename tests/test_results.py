@@ -8,6 +8,7 @@ import pytest
 from scipy.stats import bootstrap, false_discovery_control, wilcoxon
 
 from ledger_files import study_definition, write_finished_run, write_json, write_study
+from nnunetv2_morse import benchmark
 from nnunetv2_morse.evaluation import statistics
 from nnunetv2_morse.ledger import render, verdict
 from nnunetv2_morse.ledger.definition import StudyError, load_study
@@ -219,11 +220,12 @@ def test_a_study_without_runs_says_not_yet_run(tmp_path):
 def test_cost_tables_as_ratios(tmp_path):
     folder = tmp_path / "results" / "cost" / "cpu_2d"
     write_json({"kind": "benchmark", "title": "CPU 2d", "arguments": ["--preset", "2d"]}, str(folder / "study.json"))
-    rows = [{"trainer": "nnUNetTrainer", "step_s": 2.0, "peak_memory_mb": 1000.0, "saved_for_backward_mb": 500.0,
-             "inference_s": 4.0},
-            {"trainer": "nnUNetTrainerMORSE", "step_s": 2.2, "peak_memory_mb": 1020.0, "saved_for_backward_mb": 600.0,
-             "inference_s": 4.2, "test_points_sweep": [{"num_test_points": 2048, "ratio": 1.06, "head_gflop": 7.5,
-                                                        "unet_gflop": 119.2}]}]
+    plan = {"patch_size": [256, 256], "batch_size": 2, "flops": None, "test_points_sweep": []}
+    rows = [dict(plan, trainer="nnUNetTrainer", step_s=2.0, peak_memory_mb=1000.0, saved_for_backward_mb=500.0,
+                 inference_s=4.0),
+            dict(plan, trainer="nnUNetTrainerMORSE", step_s=2.2, peak_memory_mb=1020.0, saved_for_backward_mb=600.0,
+                 inference_s=4.2, test_points_sweep=[{"num_test_points": 2048, "ratio": 1.06, "head_gflop": 7.5,
+                                                      "unet_gflop": 119.2, "coarse_s": 1.0, "refined_s": 1.06}])]
     large = [dict(rows[0], step_s=10.0), dict(rows[1], step_s=10.1, test_points_sweep=[])]
     write_json({"headers": {"2d": "2d on CPU", "2d 512x512": "2d 512x512 on CPU"},
                 "plans": {"2d": rows, "2d 512x512": large}}, str(folder / "benchmark_2d_cpu.json"))
@@ -615,7 +617,8 @@ def test_check_passes_after_rendering_and_fails_on_a_hand_edit_or_a_new_run(head
     capsys.readouterr()
     before = snapshot(tmp_path)
     render_main("--check")
-    assert capsys.readouterr().out == "RESULTS.md and the verdict in README.md are up to date with results/\n"
+    assert capsys.readouterr().out == ("RESULTS.md, the verdict in README.md and the benchmark tables' Markdown are up "
+                                       "to date with results/\n")
     assert snapshot(tmp_path) == before
     stale = "is out of date with results/: run nnUNetv2_morse_results -i results --resamples 999"
     readme, results = (tmp_path / "README.md").read_bytes(), (tmp_path / "RESULTS.md").read_bytes()
@@ -649,7 +652,8 @@ def benchmark_study(folder, plans):
     def row(trainer, step, memory, inference):
         rounds = memory if isinstance(memory, tuple) else (memory,)
         return {"trainer": trainer, "step_s": step, "peak_memory_mb": rounds[0], "saved_for_backward_mb": 1.0,
-                "inference_s": inference,
+                "inference_s": inference, "patch_size": [64, 64], "batch_size": 2, "flops": None,
+                "test_points_sweep": [],
                 "rounds": [{"step_s": step, "inference_s": inference, "peak_memory_mb": m} for m in rounds]}
 
     if plans is not None:
@@ -692,6 +696,33 @@ def test_peak_memory_ratios_are_a_range_over_the_rounds(tmp_path):
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| nnUNetTrainerMORSE | 1.020x | 1.020-1.050x | 1.000x | 1.070x |" in text
     assert "nnUNetTrainerMORSE: peak memory over the 1.05x budget in 1 of 2 rounds only (1.050x, 1.020x)" in text
+
+
+def test_the_benchmark_tables_beside_their_reports_are_rendered_and_checked(tmp_path, monkeypatch, capsys):
+    """A benchmark's Markdown written by an older benchmark (here: memory judged on round 0 alone) is rewritten from
+    its report, and --check names it while it differs."""
+    monkeypatch.chdir(tmp_path)
+    base, morse = "nnUNetTrainer", "nnUNetTrainerMORSE"
+    study = benchmark_study(tmp_path / "results" / "cost" / "rounds",
+                            {"3d_fullres": {base: (20.0, (6000.0, 6100.0), 10.0),
+                                            morse: (20.4, (6301.0, 6222.0), 10.7)}})
+    table = os.path.join(study.folder, "benchmark_2d_cpu.md")
+    older = "3d_fullres\n\nover budget:\n- nnUNetTrainerMORSE: peak memory 1.050x\n"
+    with open(table, "w") as f:
+        f.write(older)
+    with pytest.raises(SystemExit) as stop:
+        render_main("--check", "-o", "RESULTS.md")
+    assert str(stop.value).splitlines() == [
+        f"{what} is out of date with results/: run nnUNetv2_morse_results -i results --resamples 999 -o RESULTS.md"
+        for what in ("RESULTS.md", os.path.join("results", "cost", "rounds", "benchmark_2d_cpu.md"))]
+    assert (tmp_path / table).read_text() == older
+    render_main("-o", "RESULTS.md")
+    with open(os.path.join(study.folder, "benchmark_2d_cpu.json")) as f:
+        assert (tmp_path / table).read_text() == benchmark.benchmark_markdown(json.load(f))
+    assert "in 1 of 2 rounds only (1.050x, 1.020x)" in (tmp_path / table).read_text()
+    capsys.readouterr()
+    render_main("--check", "-o", "RESULTS.md")
+    assert capsys.readouterr().out == "RESULTS.md and the benchmark tables' Markdown are up to date with results/\n"
 
 
 @pytest.mark.parametrize("where", ["comparison", "benchmark"])

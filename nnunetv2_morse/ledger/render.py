@@ -1,10 +1,10 @@
 """Renders RESULTS.md and its figures, and the README's verdict block, from the ledger alone: every study's
 definition and run records, the per-case metric reports of every finished fold, the training curves, and the
-benchmark tables.
+benchmark reports (whose Markdown beside them it renders too).
 
     nnUNetv2_morse_results                  # results/ -> RESULTS.md, results/figures/*.png, README.md's verdict
     nnUNetv2_morse_results -i results -o RESULTS.md --readme README.md
-    nnUNetv2_morse_results --check          # writes nothing; exit status 1 if RESULTS.md or the verdict is stale
+    nnUNetv2_morse_results --check          # writes nothing; exit status 1 if anything it renders is stale
 
 Per study and comparison: mean and median per trainer of Dice, HD95, ASSD and NSD per class and for the per-case
 foreground mean, the paired per-case difference (model - baseline) with a bootstrap 95% confidence interval, the
@@ -568,16 +568,10 @@ class StudyRenderer:
 COST_KEYS = ("step_s", "peak_memory_mb", "saved_for_backward_mb", "inference_s")
 
 
-def ratio_range(ratios: Sequence[float]) -> str:
-    """'1.020x', or '1.020-1.050x' where the ratios differ at three decimals."""
-    low, high = f"{min(ratios):.3f}", f"{max(ratios):.3f}"
-    return f"{low}x" if low == high else f"{low}-{high}x"
-
-
 def cost_tables(rows: List[dict]) -> List[str]:
     """One plan's benchmark rows: the first trainer's values and every other's ratios to them (peak memory's over
     the rounds, row_ratios), the budgets, and each N_test sweep."""
-    from nnunetv2_morse.benchmark import BUDGET_HEADING, over_budget, row_ratios
+    from nnunetv2_morse.benchmark import BUDGET_HEADING, over_budget, ratio_range, row_ratios
 
     base = rows[0]
     values = [[base["trainer"], f"{base['step_s']:.3f} s", f"{base['peak_memory_mb']:.0f} MiB",
@@ -597,14 +591,25 @@ def cost_tables(rows: List[dict]) -> List[str]:
     return lines
 
 
-def recorded_benchmark(study: BenchmarkStudy) -> Optional[Tuple[dict, List[dict]]]:
-    """The study's run record and the benchmark reports (JSON) it lists, in order; None where it is not yet
-    measured."""
+def recorded_benchmark(study: BenchmarkStudy) -> Optional[Tuple[dict, Dict[str, dict]]]:
+    """The study's run record and the benchmark reports it lists, by the path of their JSON file, in order; None
+    where it is not yet measured."""
     record_file = os.path.join(study.folder, RECORD_FILE)
     if not os.path.isfile(record_file):
         return None
     record = read_json(record_file)
-    return record, [read_json(os.path.join(study.folder, name)) for name in record["files"] if name.endswith(".json")]
+    paths = [os.path.join(study.folder, name) for name in record["files"] if name.endswith(".json")]
+    return record, {path: read_json(path) for path in paths}
+
+
+def benchmark_tables(study: BenchmarkStudy) -> Dict[str, str]:
+    """The Markdown beside each of the study's benchmark reports (benchmark_markdown), by its path; none where it is
+    not yet measured."""
+    from nnunetv2_morse.benchmark import benchmark_markdown
+
+    recorded = recorded_benchmark(study)
+    reports = recorded[1] if recorded else {}
+    return {os.path.splitext(path)[0] + ".md": benchmark_markdown(report) for path, report in reports.items()}
 
 
 def cost_section(study: BenchmarkStudy, markdown_folder: str) -> List[str]:
@@ -619,7 +624,7 @@ def cost_section(study: BenchmarkStudy, markdown_folder: str) -> List[str]:
     machine = record["machine"]
     lines += [f"`{record['commands'][0]['command']}`; {machine['platform']}, {machine['cpu_count']} CPUs"
               + (f", {machine['gpu']}" if machine.get("gpu") else "") + f"; recorded {record['recorded']}.", ""]
-    for report in reports:
+    for report in reports.values():
         for plan, rows in report["plans"].items():
             lines += [report["headers"][plan], ""] + cost_tables(rows)
     return lines
@@ -667,17 +672,35 @@ same way: a difference inside the noise floor is not evidence.
 
 @dataclass(frozen=True)
 class RenderedLedger:
-    """RESULTS.md's text and what it was rendered from: the studies, and each training study's renderer by folder
-    (its arms, paired comparisons and noise floors, computed once, and its figures to draw)."""
+    """RESULTS.md's text and what it was rendered from: the studies, each training study's renderer by folder (its
+    arms, paired comparisons and noise floors, computed once, and its figures to draw), and the Markdown of each
+    benchmark report by its path (benchmark_tables)."""
     text: str
     studies: Tuple[Any, ...]
     renderers: Mapping[str, StudyRenderer]
+    tables: Mapping[str, str]
 
-    def draw(self) -> None:
-        """Draws the figures into results_folder/figures."""
+    def write(self, output: str) -> None:
+        """Draws the figures into results_folder/figures, writes the text to output and the benchmark tables that
+        differ from their rendering."""
         for renderer in self.renderers.values():
             for drawing in renderer.drawings:
                 drawing()
+        write_text(self.text, output)
+        for path in self.stale_tables():
+            write_text(self.tables[path], path)
+
+    def stale_tables(self) -> List[str]:
+        """The benchmark tables whose file differs from their rendering."""
+        stale = []
+        for path, text in self.tables.items():
+            if not os.path.isfile(path):
+                stale.append(path)
+                continue
+            with open(path, newline="") as f:
+                if f.read() != text:
+                    stale.append(path)
+        return stale
 
 
 def render_ledger(results_folder: str, output: str, resamples: int) -> RenderedLedger:
@@ -700,14 +723,16 @@ def render_ledger(results_folder: str, output: str, resamples: int) -> RenderedL
     lines += (["## Cost", "", COST_INTRO, ""]
               + [line for study in cost for line in cost_section(study, markdown_folder)])
     lines += cuda_tests_section(results_folder)
-    return RenderedLedger(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip() + "\n", tuple(studies), renderers)
+    tables = {path: text for study in cost for path, text in benchmark_tables(study).items()}
+    return RenderedLedger(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip() + "\n", tuple(studies), renderers,
+                          tables)
 
 
 def render_results(results_folder: str, output: str, resamples: int) -> List[str]:
-    """Writes output (RESULTS.md) and results_folder/figures/*.png; returns the studies rendered."""
+    """Writes output (RESULTS.md), results_folder/figures/*.png and the benchmark tables; returns the studies
+    rendered."""
     rendered = render_ledger(results_folder, output, resamples)
-    rendered.draw()
-    write_text(rendered.text, output)
+    rendered.write(output)
     return [s.name for s in rendered.studies]
 
 
@@ -727,27 +752,28 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--resamples", metavar="N", type=integer_at_least(1), default=9999,
                         help="bootstrap resamples per confidence interval")
     parser.add_argument("--check", action="store_true",
-                        help="write nothing: render in memory and say which of RESULTS.md and the README's verdict "
-                             "differ from what the ledger renders (exit status 1 if any; figures are not compared)")
+                        help="write nothing: render in memory and say which of RESULTS.md, the benchmark tables' "
+                             "Markdown and the README's verdict differ from what the ledger renders (exit status 1 "
+                             "if any; figures are not compared)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.results):
         parser.error(f"-i {args.results}: no such folder")
     root = os.path.dirname(os.path.abspath(args.results))
     output = args.output or os.path.join(root, "RESULTS.md")
     readme = args.readme or default_readme(args.results)
-    verdict = f" and the verdict in {shown_path(readme)}" if readme else ""
+    verdict = f", the verdict in {shown_path(readme)}" if readme else ""
     with one_line_errors(PROG, (StudyError,)):
         if not args.check:
             studies = write_documents(args.results, output, readme, args.resamples)
-            print(f"Wrote {output} ({len(studies)} studies) and {os.path.join(args.results, FIGURES_FOLDER)}/"
-                  + verdict)
+            print(f"Wrote {output} ({len(studies)} studies), {os.path.join(args.results, FIGURES_FOLDER)}/{verdict} "
+                  "and the benchmark tables' Markdown")
             return
         stale = stale_documents(args.results, output, readme, args.resamples)
     ledger = f"{args.results.rstrip('/')}/"
     if stale:
         command = shlex.join([PROG] + [a for a in (sys.argv[1:] if argv is None else argv) if a != "--check"])
         sys.exit("\n".join(f"{what} is out of date with {ledger}: run {command}" for what in stale))
-    print(f"{shown_path(output)}{verdict} {'are' if readme else 'is'} up to date with {ledger}")
+    print(f"{shown_path(output)}{verdict} and the benchmark tables' Markdown are up to date with {ledger}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from nnunetv2_morse.ledger.records import write_text
 from nnunetv2_morse.ledger.render import (FOREGROUND_MEAN, HIGHER_IS_BETTER, LEVELLED_OFF, LEVELLING_SHARE, METRICS,
                                           ComparisonRefused, Paired, RenderedLedger, Row, StudyRenderer, _difference,
                                           _list, _metric_label, _number, _p, has_not_levelled_off,
-                                          ratio_range, recorded_benchmark, render_ledger)
+                                          recorded_benchmark, render_ledger)
 
 BEGIN = "<!-- verdict: rendered by nnUNetv2_morse_results from the ledger (results/); do not edit -->"
 END = "<!-- end of verdict -->"
@@ -140,12 +140,13 @@ def head_lines(renderer: StudyRenderer, model: str, link: str) -> List[str]:
 def cost_line(study: BenchmarkStudy, link: str) -> str:
     """One list item: each of COST_TRAINERS' ratios to COST_BASELINE in the study's recorded benchmark tables, the
     range over its plans (and, for peak memory, over the rounds: row_ratios)."""
-    from nnunetv2_morse.benchmark import row_ratios
+    from nnunetv2_morse.benchmark import ratio_range, row_ratios
 
     recorded = recorded_benchmark(study)
     if recorded is None:
         return f"- {link}: not yet measured."
-    plans = [{row["trainer"]: row for row in rows} for report in recorded[1] for rows in report["plans"].values()]
+    plans = [{row["trainer"]: row for row in rows} for report in recorded[1].values()
+             for rows in report["plans"].values()]
     plans = [rows for rows in plans if COST_BASELINE in rows]
     parts = []
     for trainer in COST_TRAINERS:
@@ -262,23 +263,23 @@ def default_readme(results_folder: str) -> Optional[str]:
 
 
 def write_documents(results_folder: str, results_file: str, readme_file: Optional[str], resamples: int) -> List[str]:
-    """Writes RESULTS.md, its figures and the README's verdict block (the README only if it changed; none if
-    readme_file is None), once all three are rendered; returns the studies rendered."""
+    """Writes RESULTS.md, its figures, the benchmark tables and the README's verdict block (the README only if it
+    changed; none if readme_file is None), once all are rendered; returns the studies rendered."""
     rendered, readme, new_readme = _documents(results_folder, results_file, readme_file, resamples)
-    rendered.draw()
-    write_text(rendered.text, results_file)
+    rendered.write(results_file)
     if new_readme != readme:
         write_text(new_readme, readme_file)
     return [s.name for s in rendered.studies]
 
 
 def stale_documents(results_folder: str, results_file: str, readme_file: Optional[str], resamples: int) -> List[str]:
-    """What differs from the ledger's rendering ('RESULTS.md', 'the verdict in README.md'), writing nothing and
-    drawing no figure."""
+    """What differs from the ledger's rendering ('RESULTS.md', a benchmark table, 'the verdict in README.md'),
+    writing nothing and drawing no figure."""
     rendered, readme, new_readme = _documents(results_folder, results_file, readme_file, resamples)
     stale = []
     if not os.path.isfile(results_file) or _read(results_file, "-o") != rendered.text:
         stale.append(shown_path(results_file))
+    stale += [shown_path(path) for path in rendered.stale_tables()]
     if new_readme != readme:
         stale.append(f"the verdict in {shown_path(readme_file)}")
     return stale
