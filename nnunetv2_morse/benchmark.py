@@ -14,7 +14,8 @@ share of the U-Net's (torch's counter, one sample: forward at N_p training point
 and the measured overhead above them (ratio - 1 - share). --plans2d measures several 2D plans in one run, each
 nnU-Net's own plan for images of that in-plane size, at batch 2: the ratios do not depend on the batch to first
 order (U-Net and head both scale with it), and batch 2 keeps a 512x512 step short on a CPU. Prints Markdown tables
-and writes them with the raw numbers as JSON.
+and writes the report (the raw numbers) as JSON and its tables as Markdown, rendered from the report alone
+(benchmark_markdown), as nnUNetv2_morse_results renders them again for the ledger.
 
 The measurements themselves (torch, nnU-Net) are in nnunetv2_morse/cost.py, imported once the options are parsed.
 """
@@ -129,7 +130,8 @@ def format_table(rows: List[dict], baseline: str) -> str:
     """One plan's table (values and ratios to the baseline, peak memory's over the rounds (row_ratios), FLOP shares
     beside them) and each N_test sweep."""
     base = next(r for r in rows if r["trainer"] == baseline)
-    header = ["trainer", "step (s)", "step ratio", "peak memory (MiB)", "memory ratio", "saved for backward (MiB)",
+    header = ["trainer", "step (s)", "step ratio", "peak memory (MiB)", "memory ratio (range over the rounds)",
+              "saved for backward (MiB)",
               "saved ratio", "inference (s/case)", "inference ratio", *ARITHMETIC_HEADER]
     cells = [[r["trainer"], f"{r['step_s']:.3f}", f"{r['step_s'] / base['step_s']:.3f}", f"{r['peak_memory_mb']:.0f}",
               ratio_range(row_ratios(r, base, "peak_memory_mb"), unit=""), f"{r['saved_for_backward_mb']:.0f}",
@@ -390,7 +392,8 @@ def benchmark_markdown(report: Mapping) -> str:
 
 
 def run_benchmark(args: argparse.Namespace, command: List[str]) -> None:
-    """Plans, measures every trainer on every plan, prints the tables and writes them as .md and .json."""
+    """Plans, measures every trainer on every plan, prints the tables and writes the report (.json) and its tables
+    (.md)."""
     from nnunetv2_morse.cli import resolve_device
     from nnunetv2_morse.cost import make_plans
 

@@ -107,7 +107,9 @@ def test_the_favours_column_says_mixed_where_the_mean_and_the_signed_ranks_disag
     assert _favoured(agreeing, "HD95", "MORSE", "base") == "base"
 
 
-@pytest.mark.parametrize("sign, rank_sign, oppose", [(0.3, -1, True), (0.3, 1, False), (0.3, 0, False),
-                                                     (-0.3, 1, True), (-0.3, -1, False), (-0.3, 0, False)])
-def test_ranks_oppose_only_a_difference_of_the_other_sign(sign, rank_sign, oppose):
-    assert ranks_oppose(sign, rank_sign) is oppose
+@pytest.mark.parametrize("difference, rank_sign, oppose", [(0.3, -1, True), (0.3, 1, False), (0.3, 0, False),
+                                                           (-0.3, 1, True), (-0.3, -1, False), (-0.3, 0, False)])
+def test_ranks_oppose_only_a_difference_of_the_other_sign(difference, rank_sign, oppose):
+    assert ranks_oppose(difference, rank_sign) is oppose
+    with pytest.raises(ValueError, match="non-zero difference"):
+        ranks_oppose(0.0, rank_sign)

@@ -441,7 +441,9 @@ def test_the_median_epoch_time_is_not_moved_by_a_paused_training(ledger, tmp_pat
     assert render.median_epoch_seconds({0: {"ema_fg_dice": [0.5]}}) is None
 
 
-def test_rendering_the_results_and_the_verdict_reads_each_run_file_once(headline, monkeypatch):
+def test_rendering_the_results_and_the_verdict_reads_each_run_file_once(headline, tmp_path, monkeypatch):
+    benchmark_study(tmp_path / "results" / "cost" / "cpu", {"2d": {"nnUNetTrainer": (2.0, 1000.0, 4.0),
+                                                                   "nnUNetTrainerMORSE": (2.1, 1010.0, 4.4)}})
     reads = []
 
     def counted(path):
@@ -451,6 +453,8 @@ def test_rendering_the_results_and_the_verdict_reads_each_run_file_once(headline
     render_main()
     runs = [path for path in reads if f"{os.sep}runs{os.sep}" in path]
     assert len(runs) == len(set(runs))
+    cost = [path for path in reads if f"{os.sep}cost{os.sep}" in path]
+    assert sorted(os.path.basename(path) for path in cost) == ["benchmark_2d_cpu.json", "run.json"]
     assert {os.path.basename(path) for path in runs} == {"run.json", "curves.json", "metrics.json",
                                                          "metrics_head_off.json"}
 
@@ -672,15 +676,16 @@ def test_verdict_cost_is_the_default_and_paper_ratios_over_the_plans(tmp_path):
                             "nnUNetTrainerMORSE_lean": (11.0, 3000.0, 16.0)}}
     study = benchmark_study(tmp_path / "plans", plans)
     assert study.verdict
-    assert verdict.cost_line(study, "[CPU](R.md#cpu)") == (
+    assert verdict.cost_line(render.recorded_benchmark(study), "[CPU](R.md#cpu)") == (
         "- [CPU](R.md#cpu): nnUNetTrainerMORSE step 1.020-1.050x, peak memory 1.010-1.030x, inference 0.950-1.100x "
         "over 2 plans; nnUNetTrainerMORSE_paper step 1.040-2.000x, peak memory 1.050-1.200x, inference 1.100-1.250x "
         "over 2 plans.")
     one_plan = benchmark_study(tmp_path / "one",
                                {"3d_fullres": {base: (20.0, 6000.0, 10.0), morse: (20.4, 6300.0, 10.7)}})
-    assert verdict.cost_line(one_plan, "[3d](R.md)") == (
+    assert verdict.cost_line(render.recorded_benchmark(one_plan), "[3d](R.md)") == (
         "- [3d](R.md): nnUNetTrainerMORSE step 1.020x, peak memory 1.050x, inference 1.070x.")
-    assert verdict.cost_line(benchmark_study(tmp_path / "none", None), "[x](R.md)") == "- [x](R.md): not yet measured."
+    assert render.recorded_benchmark(benchmark_study(tmp_path / "none", None)) is None
+    assert verdict.cost_line(None, "[x](R.md)") == "- [x](R.md): not yet measured."
 
 
 def test_peak_memory_ratios_are_a_range_over_the_rounds(tmp_path):
@@ -690,7 +695,7 @@ def test_peak_memory_ratios_are_a_range_over_the_rounds(tmp_path):
     study = benchmark_study(tmp_path / "results" / "cost" / "rounds",
                             {"3d_fullres": {base: (20.0, (6000.0, 6100.0), 10.0),
                                             morse: (20.4, (6301.0, 6222.0), 10.7)}})
-    assert verdict.cost_line(study, "[3d](R.md)") == (
+    assert verdict.cost_line(render.recorded_benchmark(study), "[3d](R.md)") == (
         "- [3d](R.md): nnUNetTrainerMORSE step 1.020x, peak memory 1.020-1.050x, inference 1.070x.")
     render_results(str(tmp_path / "results"), str(tmp_path / "RESULTS.md"), 99)
     text = (tmp_path / "RESULTS.md").read_text()
@@ -723,6 +728,18 @@ def test_the_benchmark_tables_beside_their_reports_are_rendered_and_checked(tmp_
     capsys.readouterr()
     render_main("--check", "-o", "RESULTS.md")
     assert capsys.readouterr().out == "RESULTS.md and the benchmark tables' Markdown are up to date with results/\n"
+    written = os.stat(table).st_mtime_ns
+    render_main("-o", "RESULTS.md")
+    assert os.stat(table).st_mtime_ns == written  # an up-to-date table is left as it is
+    report_file = os.path.join(study.folder, "benchmark_2d_cpu.json")
+    report = read_json(report_file)
+    del report["plans"]["3d_fullres"][1]["test_points_sweep"]
+    write_json(report, report_file)
+    with pytest.raises(SystemExit) as stop:
+        render_main("-o", "RESULTS.md")
+    shown = os.path.join("results", "cost", "rounds", "benchmark_2d_cpu.json")
+    assert str(stop.value) == (f"nnUNetv2_morse_results: error: {shown} is not a complete benchmark report "
+                               "(KeyError: 'test_points_sweep'): run its study again")
 
 
 @pytest.mark.parametrize("where", ["comparison", "benchmark"])

@@ -84,10 +84,12 @@ def signed_rank_direction(differences: np.ndarray) -> int:
     return int(np.sign(np.sum(np.sign(nonzero) * rankdata(np.abs(nonzero))))) if nonzero.size else 0
 
 
-def ranks_oppose(sign: float, rank_sign: int) -> bool:
-    """Whether the signed ranks (rank_sign: signed_rank_direction) point against a difference of sign sign (> 0 or
-    < 0): a few large differences one way against many small ones the other."""
-    return rank_sign == (-1 if sign > 0 else 1)
+def ranks_oppose(difference: float, rank_sign: int) -> bool:
+    """Whether the signed ranks (rank_sign: signed_rank_direction) point against a non-zero difference: a few large
+    differences one way against many small ones the other."""
+    if difference == 0:
+        raise ValueError("the signed ranks can only oppose a non-zero difference")
+    return rank_sign == (-1 if difference > 0 else 1)
 
 
 def mean_confidence_interval(differences: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,

@@ -23,7 +23,7 @@ from nnunetv2_morse.ledger.records import write_text
 from nnunetv2_morse.ledger.render import (FOREGROUND_MEAN, HIGHER_IS_BETTER, LEVELLED_OFF, LEVELLING_SHARE, METRICS,
                                           ComparisonRefused, Paired, RenderedLedger, Row, StudyRenderer, _difference,
                                           _list, _metric_label, _number, _p, has_not_levelled_off,
-                                          recorded_benchmark, render_ledger)
+                                          render_ledger)
 
 BEGIN = "<!-- verdict: rendered by nnUNetv2_morse_results from the ledger (results/); do not edit -->"
 END = "<!-- end of verdict -->"
@@ -137,12 +137,12 @@ def head_lines(renderer: StudyRenderer, model: str, link: str) -> List[str]:
             + metric_lines(paired, None))
 
 
-def cost_line(study: BenchmarkStudy, link: str) -> str:
-    """One list item: each of COST_TRAINERS' ratios to COST_BASELINE in the study's recorded benchmark tables, the
-    range over its plans (and, for peak memory, over the rounds: row_ratios)."""
+def cost_line(recorded: Optional[Tuple[dict, dict]], link: str) -> str:
+    """One list item: each of COST_TRAINERS' ratios to COST_BASELINE in a benchmark study's recorded reports
+    (recorded: render.recorded_benchmark; None: not yet measured), the range over its plans (and, for peak memory,
+    over the rounds: row_ratios)."""
     from nnunetv2_morse.benchmark import ratio_range, row_ratios
 
-    recorded = recorded_benchmark(study)
     if recorded is None:
         return f"- {link}: not yet measured."
     plans = [{row["trainer"]: row for row in rows} for report in recorded[1].values()
@@ -203,7 +203,7 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
             for model in headline_models(study):
                 quality += head_lines(renderer, model, f"{head_link} (`{study.name}`)")
         elif study.verdict:
-            cost.append(cost_line(study, section_link(anchors, target, "## Cost", f"### {study.title}", study.title)))
+            cost.append(cost_line(rendered.benchmarks[study.folder], section_link(anchors, target, "## Cost", f"### {study.title}", study.title)))
     unmarked = '- none: mark one with `"verdict": true` in its study.json.'
     return "\n".join(
         [f"**Quality**: the per-case foreground mean, model − baseline [{CONFIDENCE_LEVEL:.0%} bootstrap interval] and "
