@@ -32,6 +32,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def read_text(path: str) -> str:
+    """The text of path, line endings as they are."""
+    with open(path, newline="") as f:
+        return f.read()
+
+
 def write_text(text: str, path: str) -> None:
     """Writes text to path through a temporary file and os.replace: never half a file."""
     folder = os.path.dirname(os.path.abspath(path))

@@ -19,7 +19,7 @@ import numpy as np
 
 from nnunetv2_morse.evaluation.statistics import CONFIDENCE_LEVEL, ranks_oppose
 from nnunetv2_morse.ledger.definition import BenchmarkStudy, Comparison, StudyError, TrainingStudy
-from nnunetv2_morse.ledger.records import write_text
+from nnunetv2_morse.ledger.records import read_text, write_text
 from nnunetv2_morse.ledger.render import (FOREGROUND_MEAN, HIGHER_IS_BETTER, LEVELLED_OFF, LEVELLING_SHARE, METRICS,
                                           ComparisonRefused, Paired, RenderedLedger, Row, StudyRenderer, _difference,
                                           _list, _metric_label, _number, _p, has_not_levelled_off,
@@ -238,8 +238,7 @@ def replace_block(readme: str, block: str, readme_file: str) -> str:
 def _read(path: str, option: str) -> str:
     if not os.path.isfile(path):
         raise StudyError(f"{path}: no such file: give it with {option}")
-    with open(path, newline="") as f:
-        return f.read()
+    return read_text(path)
 
 
 def _documents(results_folder: str, results_file: str, readme_file: Optional[str],
@@ -258,8 +257,7 @@ def default_readme(results_folder: str) -> Optional[str]:
     readme = os.path.join(os.path.dirname(os.path.abspath(results_folder)), "README.md")
     if not os.path.isfile(readme):
         return None
-    with open(readme, newline="") as f:
-        return readme if BEGIN in f.read() else None
+    return readme if BEGIN in read_text(readme) else None
 
 
 def write_documents(results_folder: str, results_file: str, readme_file: Optional[str], resamples: int) -> List[str]:
