@@ -591,7 +591,11 @@ def cost_tables(rows: List[dict]) -> List[str]:
     return lines
 
 
-def recorded_benchmark(study: BenchmarkStudy) -> Optional[Tuple[dict, Dict[str, dict]]]:
+# a benchmark study's run record and its reports by the path of their JSON file (recorded_benchmark)
+RecordedBenchmark = Tuple[dict, Dict[str, dict]]
+
+
+def recorded_benchmark(study: BenchmarkStudy) -> Optional[RecordedBenchmark]:
     """The study's run record and the benchmark reports it lists, by the path of their JSON file, in order; None
     where it is not yet measured."""
     record_file = os.path.join(study.folder, RECORD_FILE)
@@ -602,7 +606,7 @@ def recorded_benchmark(study: BenchmarkStudy) -> Optional[Tuple[dict, Dict[str, 
     return record, {path: read_json(path) for path in paths}
 
 
-def benchmark_tables(recorded: Optional[Tuple[dict, Dict[str, dict]]]) -> Dict[str, str]:
+def benchmark_tables(recorded: Optional[RecordedBenchmark]) -> Dict[str, str]:
     """The Markdown beside each recorded benchmark report (recorded_benchmark; None: not yet measured), by its path:
     benchmark_markdown of the report."""
     from nnunetv2_morse.benchmark import benchmark_markdown
@@ -617,8 +621,7 @@ def benchmark_tables(recorded: Optional[Tuple[dict, Dict[str, dict]]]) -> Dict[s
     return tables
 
 
-def cost_section(study: BenchmarkStudy, recorded: Optional[Tuple[dict, Dict[str, dict]]],
-                 markdown_folder: str) -> List[str]:
+def cost_section(study: BenchmarkStudy, recorded: Optional[RecordedBenchmark], markdown_folder: str) -> List[str]:
     """The benchmark tables of one benchmark study (recorded: recorded_benchmark), one per plan measured, as ratios
     against their first trainer."""
     lines = [f"### {study.title}", ""] + ([study.description, ""] if study.description else [])
@@ -684,7 +687,7 @@ class RenderedLedger:
     text: str
     studies: Tuple[Any, ...]
     renderers: Mapping[str, StudyRenderer]
-    benchmarks: Mapping[str, Optional[Tuple[dict, Dict[str, dict]]]]
+    benchmarks: Mapping[str, Optional[RecordedBenchmark]]
     tables: Mapping[str, str]
 
     def write(self, output: str) -> None:

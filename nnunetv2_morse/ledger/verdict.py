@@ -18,10 +18,11 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from nnunetv2_morse.evaluation.statistics import CONFIDENCE_LEVEL, ranks_oppose
-from nnunetv2_morse.ledger.definition import BenchmarkStudy, Comparison, StudyError, TrainingStudy
+from nnunetv2_morse.ledger.definition import Comparison, StudyError, TrainingStudy
 from nnunetv2_morse.ledger.records import read_text, write_text
 from nnunetv2_morse.ledger.render import (FOREGROUND_MEAN, HIGHER_IS_BETTER, LEVELLED_OFF, LEVELLING_SHARE, METRICS,
-                                          ComparisonRefused, Paired, RenderedLedger, Row, StudyRenderer, _difference,
+                                          ComparisonRefused, Paired, RecordedBenchmark, RenderedLedger, Row,
+                                          StudyRenderer, _difference,
                                           _list, _metric_label, _number, _p, has_not_levelled_off,
                                           render_ledger)
 
@@ -137,7 +138,7 @@ def head_lines(renderer: StudyRenderer, model: str, link: str) -> List[str]:
             + metric_lines(paired, None))
 
 
-def cost_line(recorded: Optional[Tuple[dict, dict]], link: str) -> str:
+def cost_line(recorded: Optional[RecordedBenchmark], link: str) -> str:
     """One list item: each of COST_TRAINERS' ratios to COST_BASELINE in a benchmark study's recorded reports
     (recorded: render.recorded_benchmark; None: not yet measured), the range over its plans (and, for peak memory,
     over the rounds: row_ratios)."""
@@ -203,7 +204,8 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
             for model in headline_models(study):
                 quality += head_lines(renderer, model, f"{head_link} (`{study.name}`)")
         elif study.verdict:
-            cost.append(cost_line(rendered.benchmarks[study.folder], section_link(anchors, target, "## Cost", f"### {study.title}", study.title)))
+            link = section_link(anchors, target, "## Cost", f"### {study.title}", study.title)
+            cost.append(cost_line(rendered.benchmarks[study.folder], link))
     unmarked = '- none: mark one with `"verdict": true` in its study.json.'
     return "\n".join(
         [f"**Quality**: the per-case foreground mean, model − baseline [{CONFIDENCE_LEVEL:.0%} bootstrap interval] and "
