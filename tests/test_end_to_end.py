@@ -98,11 +98,19 @@ def test_plan_train_resume_predict(nnunet_workarea, tmp_path, dim):
     if dim == 2:
         # inference time and quality against N_test on the fold's validation cases; 0 = the coarse output
         sweep_dir = str(tmp_path / "test_points")
+        own = MorseConfig().test_points_for(patch_size)
         area.run(["nnUNetv2_morse_test_points", "-d", dataset_id, "-c", configuration, "-tr", TRAINER, "-f", "0",
-                  "--counts", "0", "512", "-device", "cpu", "-np", "1", "-o", sweep_dir])
+                  "--counts", "0", str(own), "512", "-device", "cpu", "-np", "1", "-o", sweep_dir])
         with open(os.path.join(sweep_dir, "test_points.json")) as f:
             sweep = json.load(f)
-        assert [row["num_test_points"] for row in sweep["rows"]] == [0, 512]
+        assert [row["num_test_points"] for row in sweep["rows"]] == [0, own, 512]
+        # at the model's own N_test its prediction path is nnU-Net's validation, voxel for voxel: the ledger's head
+        # on - head off (validation/ against --counts 0) differs by the head alone
+        for case in sweep["cases"]:
+            swept, validated = (sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(folder, f"{case}.nii.gz")))
+                                for folder in (os.path.join(sweep_dir, f"ntest_{own}"),
+                                               os.path.join(fold_dir, "validation")))
+            assert np.array_equal(swept, validated), case
         assert sweep["patch_voxels"] == 64 * 64 and len(sweep["cases"]) == 2
         for row in sweep["rows"]:
             assert row["seconds"] > 0 and 0 <= row["foreground_mean"]["Dice"] <= 1

@@ -267,6 +267,19 @@ def test_difference_figure_is_the_same_on_every_render(tmp_path):
     assert after_plot == expected
 
 
+def test_compare_markdown_marks_a_percentile_interval_and_the_figure_counts_cases_per_model():
+    from nnunetv2_morse.evaluation.compare import _cases_text
+
+    baseline = fake_report([0.7, 0.8, 0.75, 0.6], [5.0, 6.0, 7.0, 8.0])
+    model = fake_report([0.71, 0.83, 0.74, 0.65], [4.0, 6.0, 6.5, 7.0])
+    comparison = compare_reports([baseline, model], ["base", "model"], ["base.json", "model.json"])
+    comparison["comparisons"]["model"]["organ"]["Dice"]["mean_difference_ci_method"] = "percentile"
+    rows = [line for line in markdown_report(comparison).splitlines() if line.startswith("| organ |")]
+    assert [("(percentile)" in row) for row in rows[:2]] == [True, False]
+    assert _cases_text(90, ["A", "B"]) == "90 cases"
+    assert _cases_text({"A": 90, "B": 30}, ["A", "B"]) == "90 cases: A; 30: B"
+
+
 def test_compare_small_samples_and_unpaired_cases(tmp_path):
     baseline = fake_report([0.7, 0.8, 0.75], [5.0, 6.0, 7.0])
     better = fake_report([0.71, 0.81, 0.75], [4.0, 6.0, 6.5])

@@ -1,4 +1,5 @@
 """Rendering RESULTS.md from a ledger made here with known per-case numbers; the paired statistics themselves."""
+import dataclasses
 import json
 import os
 import re
@@ -142,6 +143,35 @@ def test_a_false_positive_in_a_class_the_reference_lacks_counts_under_empty_nan(
     assert foreground.count == 12 and foreground.mean == pytest.approx(6 * (0.4 - 0.9) / 12)  # b: 1 -> 0
 
 
+def test_missed_and_false_positive_classes_are_counted_per_side_beside_the_scoring(tmp_path, monkeypatch):
+    """A class missed, or predicted where the reference has none, scores the image diagonal in HD95 and ASSD and
+    moves their means by millimetres: RESULTS.md and the verdict count those class-case pairs per side, and the
+    study's scoring row gives the diagonal and the NSD tolerance, here below the voxel spacing."""
+    comparison = dict(study_definition()["comparisons"][0], verdict=True)
+    study = write_study(tmp_path / "results" / "failures", comparisons=[comparison])
+    scored = {"Dice": 0.8, "HD95": 2.0, "ASSD": 1.0, "NSD": 0.9, "n_ref": 50, "n_pred": 52}
+    missed = {"Dice": 0.0, "HD95": 50.0, "ASSD": 50.0, "NSD": 0.0, "n_ref": 50, "n_pred": 0}
+    spurious = {"Dice": 0.0, "HD95": 50.0, "ASSD": 50.0, "NSD": 0.0, "n_ref": 0, "n_pred": 5}
+    absent = {"Dice": None, "HD95": None, "ASSD": None, "NSD": None, "n_ref": 0, "n_pred": 0}
+    baseline = {f"case_{i}": {"a": missed if i < 3 else scored, "b": spurious if i == 0 else absent}
+                for i in range(12)}
+    model = {f"case_{i}": {"a": scored, "b": absent} for i in range(12)}
+    for trainer, values in (("nnUNetTrainer", baseline), ("nnUNetTrainerMORSE", model)):
+        write_finished_run(study, trainer, 0, 0, values, head_off_values=values, empty_convention="nan",
+                           geometry=((15, 20), (2.0, 2.0)))
+    write_readme(tmp_path / "README.md")
+    monkeypatch.chdir(tmp_path)
+    render_main()
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert ("| scoring | NSD tolerance 1 mm (below the voxel spacing: NSD counts the boundary voxels that lie on the "
+            "other boundary); voxel spacing 2 x 2 mm; image diagonal 50.0 mm (the HD95 and ASSD of a class missed or "
+            "predicted where absent) |") in text
+    failures = ("class-case pairs with the class missed or predicted where absent: 4 of nnUNetTrainer seed 0, 0 of "
+                "nnUNetTrainerMORSE seed 0")
+    assert f"  - {failures} (12 cases)" in text
+    assert f"12 paired cases ({failures})" in block_of(tmp_path / "README.md")
+
+
 def test_results_md_shows_the_numbers_noise_floor_head_and_figures(ledger, tmp_path):
     study, values = ledger
     output = tmp_path / "RESULTS.md"
@@ -196,7 +226,7 @@ def test_sides_that_validated_a_case_in_different_folds_are_not_compared(ledger)
     study, _ = ledger
     baseline = load_arm(study, "nnUNetTrainer", 0)
     swapped = {c: 1 - f for c, f in baseline.case_folds.items()}
-    model = render.Arm("swapped", baseline.folds, swapped, baseline.classes, baseline.conventions, baseline.values)
+    model = dataclasses.replace(baseline, label="swapped", case_folds=swapped)
     with pytest.raises(render.ComparisonRefused, match="swapped and nnUNetTrainer seed 0 validate case_00 in "
                                                        "different folds \\(1 and 0\\): their splits differ"):
         compare_arms(baseline, model, 99)
@@ -397,12 +427,12 @@ def rising_ema(rise):
 
 @pytest.mark.parametrize("rises, caveat", [
     ({"nnUNetTrainer": (0.005, 0.005), "nnUNetTrainerMORSE": (0.03, 0.01)},
-     "; nnUNetTrainerMORSE has not levelled off (EMA +0.020 over the last 20% of epochs)"),
+     "; nnUNetTrainerMORSE has not levelled off (EMA +0.0200 over the last 20% of epochs)"),
     ({"nnUNetTrainer": (0.02, 0.04), "nnUNetTrainerMORSE": (0.01, 0.0)},
-     "; nnUNetTrainer has not levelled off (EMA +0.030 over the last 20% of epochs)"),
+     "; nnUNetTrainer has not levelled off (EMA +0.0300 over the last 20% of epochs)"),
     ({"nnUNetTrainer": (0.02, 0.04), "nnUNetTrainerMORSE": (0.03, 0.01)},
-     "; nnUNetTrainer has not levelled off (EMA +0.030 over the last 20% of epochs); nnUNetTrainerMORSE has not "
-     "levelled off (EMA +0.020 over the last 20% of epochs)"),
+     "; nnUNetTrainer has not levelled off (EMA +0.0300 over the last 20% of epochs); nnUNetTrainerMORSE has not "
+     "levelled off (EMA +0.0200 over the last 20% of epochs)"),
     ({"nnUNetTrainer": (0.01, 0.0), "nnUNetTrainerMORSE": (-0.05, 0.0)}, ""),
 ], ids=["model", "baseline", "both", "neither"])
 def test_runs_table_and_verdict_name_the_side_of_a_comparison_that_has_not_levelled_off(headline, tmp_path, rises,
@@ -424,6 +454,20 @@ def test_runs_table_and_verdict_name_the_side_of_a_comparison_that_has_not_level
         assert f"**{trainer} (seed 1) has not levelled off**: its pseudo-Dice (EMA) still rose by +0.1000" in text
     assert ("- [MORSE vs nnU-Net](RESULTS.md#morse-vs-nnu-net) (`test_study`), nnUNetTrainerMORSE − nnUNetTrainer: "
             f"2 of 2 folds finished, 20 paired cases{caveat}:\n") in block_of(tmp_path / "README.md")
+
+
+def test_the_verdict_judges_levelling_off_on_the_folds_it_compares(headline, tmp_path):
+    """The baseline's fold 1 still rose by 0.05, but the model has finished fold 0 only: the comparison, and so its
+    caveat, is over fold 0, where the baseline had levelled off."""
+    study, values = headline
+    for fold, rise in enumerate((0.0, 0.05)):
+        write_finished_run(study, "nnUNetTrainer", 0, fold, fold_values(values["base0"], fold), ema=rising_ema(rise))
+    write_finished_run(study, "nnUNetTrainerMORSE", 0, 0, fold_values(values["morse0"], 0),
+                       head_off_values=fold_values(values["off0"], 0), ema=rising_ema(0.0))
+    os.remove(os.path.join(study.folder, "runs", "nnUNetTrainerMORSE", "seed0", "fold_1", "run.json"))
+    render_main()
+    assert ("nnUNetTrainerMORSE − nnUNetTrainer: 1 of 2 folds finished (**preliminary**), 10 paired cases:\n"
+            in block_of(tmp_path / "README.md"))
 
 
 def test_the_median_epoch_time_is_not_moved_by_a_paused_training(ledger, tmp_path):
@@ -473,6 +517,25 @@ def test_a_mean_shift_against_the_signed_ranks_is_mixed_not_better_or_worse(metr
     assert verdict.verdict_word(metric, row, 0.0) == verdict.MIXED
 
 
+def test_significant_ranks_against_a_mean_whose_interval_includes_0_are_mixed_not_no_significant_difference():
+    """Most cases a little worse, one much better: the mean favours the model but its interval includes 0, while
+    the Wilcoxon ranks find it worse (p < 0.05), as study 2's ASSD did; this once printed 'no significant
+    difference' beside p (BH) 0.02."""
+    differences = np.concatenate([np.full(40, 0.02) + 0.001 * np.arange(40), [-30.0]])
+    d = statistics.paired_difference(np.zeros(41), differences, 999)
+    assert d.low < 0 < d.high and d.mean < 0 and d.rank_sign == 1 and d.p_value < 0.05
+    row = render.Row(FOREGROUND_MEAN, "ASSD", None, None, d, d.p_value)
+    assert verdict.significance_word("ASSD", row) == verdict.MIXED
+
+
+@pytest.mark.parametrize("metric, value, shown", [("Dice", -4.7e-05, "-4.7e-05"), ("HD95", 0.0031, "+3.1e-03"),
+                                                  ("Dice", 0.0, "+0.0000"), ("Dice", 0.01234, "+0.0123"),
+                                                  ("ASSD", -0.004, "-4.0e-03"), ("ASSD", -0.006, "-0.01")])
+def test_a_signed_number_that_would_read_as_zero_keeps_its_sign_and_digits(metric, value, shown):
+    """An interval bound printed -0.0000 would hide on which side of 0 it lies."""
+    assert render._number(metric, value, signed=True) == shown
+
+
 @pytest.mark.parametrize("differences, sign", [([1.0, 2.0, -0.5], 1), ([-3.0, -0.5, 1.0], -1),
                                                ([-3.0, 1.0, 2.0], 0), ([0.0, 0.0], 0), ([1.0, -1.0, 0.0], 0)])
 def test_signed_rank_direction(differences, sign):
@@ -500,13 +563,15 @@ def test_ema_change_is_none_without_a_finished_curve(ledger):
     ("HD95", 0.01, 0.03, 0.01, 0.005, "worse"),
     ("ASSD", -0.03, -0.01, 0.049, 0.005, "better"),
     ("Dice", 0.01, 0.03, 0.05, 0.005, "no significant difference"),
-    ("Dice", -0.01, 0.03, 0.001, 0.005, "no significant difference"),
+    ("Dice", -0.01, 0.03, 0.001, 0.005, "better by the signed ranks only: the mean's interval includes 0"),
+    ("HD95", -0.01, 0.03, 0.001, None, "worse by the signed ranks only: the mean's interval includes 0"),
     ("Dice", 0.01, 0.03, 0.01, 0.02, "within the seed-to-seed noise"),
     ("HD95", -0.03, -0.01, 0.01, 0.03, "within the seed-to-seed noise"),
     ("Dice", 0.01, 0.03, 0.01, None, "better, noise floor not yet measured"),
     ("Dice", 0.01, 0.03, 0.2, None, "no significant difference"),
 ])
 def test_verdict_word(metric, low, high, p_adjusted, floor, word):
+    """The signed ranks point the way of the mean here; where they point against it, see the tests of MIXED."""
     mean = (low + high) / 2
     difference = statistics.PairedDifference(20, 20, mean, mean, low, high, p_adjusted, "BCa", "", int(np.sign(mean)))
     assert verdict.verdict_word(metric, render.Row(FOREGROUND_MEAN, metric, None, None, difference, p_adjusted),

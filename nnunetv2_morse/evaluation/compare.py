@@ -20,7 +20,7 @@ import contextlib
 import json
 import os
 import textwrap
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -42,8 +42,9 @@ MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b
 JITTER_SEED = 0  # the strip plots' jitter: the same figure on every render of the same data
 TEST_DESCRIPTION = (f"two-sided Wilcoxon signed-rank test (scipy.stats.wilcoxon, zero differences dropped; all "
                     f"differences zero: p = 1); p (BH): Benjamini-Hochberg adjusted over each model's classes, "
-                    f"foreground mean and metrics; CI: {CONFIDENCE_LEVEL:.0%} BCa bootstrap interval of the mean "
-                    f"difference (scipy.stats.bootstrap, {BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED})")
+                    f"foreground mean and five metrics; CI: {CONFIDENCE_LEVEL:.0%} BCa bootstrap interval of the mean "
+                    f"difference (scipy.stats.bootstrap, {BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}; "
+                    "marked (percentile) where BCa is undefined)")
 # what a report records about how it was scored, and what it is called in messages
 SCORING_FIELDS = {"empty_convention": "empty-class convention (--empty)", "reference_folder": "reference folder",
                   "dataset_labels": "dataset.json labels"}
@@ -196,7 +197,8 @@ def markdown_report(comparison: Mapping) -> str:
         for class_name, per_metric in per_class.items():
             for metric, s in per_metric.items():
                 unit = f" ({METRIC_UNITS[metric]})" if METRIC_UNITS[metric] else ""
-                interval = "[" + ", ".join(format_metric(metric, v) for v in s["mean_difference_ci"]) + "]"
+                interval = ("[" + ", ".join(format_metric(metric, v) for v in s["mean_difference_ci"]) + "]"
+                            + (" (percentile)" if s["mean_difference_ci_method"] == "percentile" else ""))
                 rows.append([class_name, metric + unit,
                              *(format_metric(metric, s[k]) for k in ("baseline_mean", "model_mean", "baseline_median",
                                                                "model_median", "mean_difference")),
@@ -231,7 +233,8 @@ def seeded_global_random_state(seed: int) -> Iterator[None]:
 
 
 def plot_differences(comparison: Mapping, path: str) -> None:
-    """PNG of the per-case paired differences: one panel per FIGURE_METRICS entry, box and points per class/model."""
+    """PNG of the per-case paired differences: one panel per FIGURE_METRICS entry, box and points per class/model;
+    comparison["num_cases"] is one number, or one per model ({model: n})."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -263,7 +266,7 @@ def plot_differences(comparison: Mapping, path: str) -> None:
         if long_labels:
             plt.setp(axis.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
         axis.grid(axis="y", alpha=0.3)
-    figure.suptitle(f"Per-case paired differences vs {baseline} ({comparison['num_cases']} cases; "
+    figure.suptitle(f"Per-case paired differences vs {baseline} ({_cases_text(comparison['num_cases'], models)}; "
                     "boxes: quartiles, whiskers: 1.5 IQR, dashed: no difference)", fontsize=13)
     if len(models) > 1:
         figure.legend(handles=[Patch(facecolor=palette[m], alpha=0.6, label=m) for m in models],
@@ -271,6 +274,14 @@ def plot_differences(comparison: Mapping, path: str) -> None:
     figure.tight_layout(rect=(0, 0.04 if len(models) > 1 else 0, 1, 1))
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def _cases_text(num_cases: Union[int, Mapping[str, int]], models: Sequence[str]) -> str:
+    """'90 cases', or per model where their numbers differ: '90 cases: A; 30: B'."""
+    counts = num_cases if isinstance(num_cases, Mapping) else dict.fromkeys(models, num_cases)
+    if len(set(counts.values())) == 1:
+        return f"{next(iter(counts.values()))} cases"
+    return "; ".join(f"{n}{' cases' if i == 0 else ''}: {model}" for i, (model, n) in enumerate(counts.items()))
 
 
 @console_script

@@ -20,11 +20,12 @@ import sys
 import warnings
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from nnunetv2_morse.cli import command_parser, console_script, integer_at_least, markdown_table, one_line_errors
+from nnunetv2_morse.evaluation.metrics import image_diagonal_mm
 from nnunetv2_morse.ledger.definition import (BenchmarkStudy, Run, StudyError, TrainingStudy, find_studies, load_study,
                                               recorded_identity_mismatch)
 from nnunetv2_morse.ledger.gpu import CUDA_TESTS_FOLDER, CUDA_TESTS_SUMMARY
@@ -53,13 +54,17 @@ class ComparisonRefused(StudyError):
 @dataclass(frozen=True)
 class Arm:
     """One side of a comparison: a trainer at a seed, scored refined or with the head off, over its finished folds.
-    values[case][class][metric] (NaN where the report has none)."""
+    values[case][class][metric] (NaN where the report has none); one_empty[case]: the classes missed or predicted
+    where absent (one_empty_classes); geometry[case]: (shape, spacing in mm) of its image (None where the report
+    does not say)."""
     label: str
     folds: Tuple[int, ...]
     case_folds: Mapping[str, int]
     classes: Tuple[str, ...]
     conventions: Mapping[str, Any]
     values: Mapping[str, Mapping[str, Mapping[str, float]]]
+    one_empty: Mapping[str, Optional[FrozenSet[str]]]
+    geometry: Mapping[str, Optional[Tuple[Tuple[int, ...], Tuple[float, ...]]]]
 
     def array(self, cases: Sequence[str], class_name: str, metric: str) -> np.ndarray:
         """(len(cases),) values of one class (NaN where the report has none)."""
@@ -96,6 +101,15 @@ def _value(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
+def one_empty_classes(metrics: Mapping[str, Mapping[str, Any]], classes: Sequence[str]) -> Optional[FrozenSet[str]]:
+    """The classes of one case's report entry empty in exactly one of reference and prediction (missed, or predicted
+    where absent: Dice and NSD 0, HD95 and ASSD the image's diagonal); None if the entry has no voxel counts."""
+    counts = [metrics.get(c, {}) for c in classes]
+    if not all("n_ref" in c and "n_pred" in c for c in counts):
+        return None
+    return frozenset(name for name, c in zip(classes, counts) if (c["n_ref"] == 0) != (c["n_pred"] == 0))
+
+
 def arm_label(trainer: str, seed: int, head_off: bool = False) -> str:
     return f"{trainer} seed {seed}" + (" head off" if head_off else "")
 
@@ -104,6 +118,7 @@ def load_arm(study: TrainingStudy, trainer: str, seed: int, head_off: bool = Fal
     """The arm from the finished runs' reports (a run counts once its run.json exists); None if none finished."""
     label = arm_label(trainer, seed, head_off)
     folds, case_folds, values, classes, conventions = [], {}, {}, (), None
+    one_empty, geometry = {}, {}
     for fold in study.folds:
         folder = os.path.join(study.folder, Run(trainer, seed, fold).folder)
         if not os.path.isfile(os.path.join(folder, RECORD_FILE)):
@@ -121,10 +136,13 @@ def load_arm(study: TrainingStudy, trainer: str, seed: int, head_off: bool = Fal
                 raise ComparisonRefused(f"{label}: case {case} is validated in fold {case_folds[case]} and {fold}")
             case_folds[case] = fold
             values[case] = {c: {m: _value(entry["metrics"].get(c, {}).get(m)) for m in METRICS} for c in classes}
+            one_empty[case] = one_empty_classes(entry["metrics"], classes)
+            geometry[case] = ((tuple(entry["shape"]), tuple(entry["spacing_mm"]))
+                              if "shape" in entry and "spacing_mm" in entry else None)
         folds.append(fold)
     if not folds:
         return None
-    return Arm(label, tuple(folds), case_folds, classes, conventions, values)
+    return Arm(label, tuple(folds), case_folds, classes, conventions, values, one_empty, geometry)
 
 
 @dataclass(frozen=True)
@@ -141,13 +159,15 @@ class Row:
 @dataclass(frozen=True)
 class Paired:
     """model against baseline over the cases of the folds both have finished; rows per class (and foreground mean)
-    and metric, BH-corrected over all of them; differences[class][metric] for the figure."""
+    and metric, BH-corrected over all of them; differences[class][metric] for the figure; one_empty: each side's
+    number of class-case pairs missed or predicted where absent (None where its reports do not say)."""
     baseline: str
     model: str
     folds: Tuple[int, ...]
     num_cases: int
     rows: Tuple[Row, ...]
     differences: Mapping[str, Mapping[str, List[float]]]
+    one_empty: Tuple[Optional[int], Optional[int]]
 
     def row(self, class_name: str, metric: str) -> Row:
         return next(r for r in self.rows if r.class_name == class_name and r.metric == metric)
@@ -184,7 +204,42 @@ def compare_arms(baseline: Arm, model: Arm, resamples: int) -> Paired:
                          statistics.paired_difference(b, m, resamples)))
     adjusted = statistics.adjusted_p_values([r[4].p_value for r in rows])
     return Paired(baseline.label, model.label, folds, len(cases),
-                  tuple(Row(*r, float(p)) for r, p in zip(rows, adjusted)), differences)
+                  tuple(Row(*r, float(p)) for r, p in zip(rows, adjusted)), differences,
+                  (_count_one_empty(baseline, cases), _count_one_empty(model, cases)))
+
+
+def _count_one_empty(arm: Arm, cases: Sequence[str]) -> Optional[int]:
+    found = [arm.one_empty[c] for c in cases]
+    return None if any(f is None for f in found) else sum(len(f) for f in found)
+
+
+def detection_failures(paired: Paired) -> str:
+    """'class-case pairs with the class missed or predicted where absent: 11 of <baseline>, 8 of <model>', or ''
+    where the reports do not say."""
+    if None in paired.one_empty:
+        return ""
+    return (f"class-case pairs with the class missed or predicted where absent: {paired.one_empty[0]} of "
+            f"{paired.baseline}, {paired.one_empty[1]} of {paired.model}")
+
+
+def scoring_text(arm: Arm) -> str:
+    """The NSD tolerance(s), voxel spacing(s) and image diagonal(s) of an arm's reports (the HD95 and ASSD of a class
+    missed or predicted where absent), and whether the tolerance is below the spacing."""
+    tolerances = sorted({c.get("nsd_tolerance_mm") for c in arm.conventions.get("classes", {}).values()} - {None})
+    known = [g for g in arm.geometry.values() if g is not None]
+    spacings = sorted({spacing for _, spacing in known})
+    diagonals = sorted(image_diagonal_mm(shape, spacing) for shape, spacing in known)
+    parts = [f"NSD tolerance {' / '.join(f'{t:g}' for t in tolerances)} mm" if tolerances else "NSD tolerance –"]
+    if spacings:
+        parts.append("voxel spacing " + " / ".join(" x ".join(f"{v:g}" for v in spacing) for spacing in spacings)
+                     + " mm")
+        if tolerances and max(tolerances) < min(min(spacing) for spacing in spacings):
+            parts[0] += " (below the voxel spacing: NSD counts the boundary voxels that lie on the other boundary)"
+    if diagonals:
+        span = (f"{diagonals[0]:.1f}" if round(diagonals[0], 1) == round(diagonals[-1], 1)
+                else f"{diagonals[0]:.1f}-{diagonals[-1]:.1f}")
+        parts.append(f"image diagonal {span} mm (the HD95 and ASSD of a class missed or predicted where absent)")
+    return "; ".join(parts)
 
 
 def finished_curves(study: TrainingStudy, trainer: str, seed: int) -> Dict[int, dict]:
@@ -233,9 +288,13 @@ def _list(numbers: Sequence[int]) -> str:
 
 
 def _number(metric: str, value: float, signed: bool = False) -> str:
+    """The value to 2 decimals (HD95, ASSD: mm) or 4; a signed one that would read as 0 there, in 2 significant
+    digits, so that no interval bound hides its side of 0."""
     if not np.isfinite(value):
         return "–"
     digits = 2 if metric in DISTANCES else 4
+    if signed and value != 0 and round(value, digits) == 0:
+        return f"{value:+.1e}"
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
@@ -321,9 +380,10 @@ class StudyRenderer:
             self.run_curves[trainer, seed] = finished_curves(self.study, trainer, seed)
         return self.run_curves[trainer, seed]
 
-    def ema_change(self, trainer: str, seed: int) -> Optional[float]:
-        """mean_ema_change of the trainer's finished folds at seed."""
-        return mean_ema_change(ema_curves(self.curves(trainer, seed)))
+    def ema_change(self, trainer: str, seed: int, folds: Optional[Sequence[int]] = None) -> Optional[float]:
+        """mean_ema_change of the trainer's finished folds at seed (of those in folds, if given)."""
+        curves = self.curves(trainer, seed)
+        return mean_ema_change(ema_curves({f: c for f, c in curves.items() if folds is None or f in folds}))
 
     def noise(self, trainer: str) -> Optional[Paired]:
         """The trainer at its first other seed against the comparison seed, or None."""
@@ -421,10 +481,22 @@ class StudyRenderer:
                 ("environment", ", ".join(f"`{k}={v}`" for k, v in study.environment) or "–"),
                 ("device", f"defined {study.device}; trained on {', '.join(devices) or '–'}"),
                 ("trainings finished", f"{len(recorded)} of {len(study.runs())}"),
+                ("scoring", self.scoring()),
                 ("versions", "; ".join(versions) or "–"),
                 ("machines", "; ".join(machines) or "–"),
                 ("how the schedule was chosen", study.sizing or "–")]
         return ["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in rows]
+
+    def scoring(self) -> str:
+        """scoring_text of the first trainer with a finished fold at the comparison seed, '–' without one."""
+        for trainer, _ in self.study.trainers:
+            try:
+                arm = self.arm(trainer, self.study.seed)
+            except ComparisonRefused:
+                continue
+            if arm is not None:
+                return scoring_text(arm)
+        return "–"
 
     def runs_table(self) -> List[str]:
         lines = [f"| trainer | seed | folds finished | wall time per training (min, median [range]) | median epoch "
@@ -478,11 +550,13 @@ class StudyRenderer:
 
     def paired_sections(self, entries: Sequence[tuple], baseline_text: str, with_noise: bool = True) -> List[str]:
         lines = []
-        for name, paired, _, _ in entries:
+        for name, paired, *noises in entries:
             folds = paired.folds
             preliminary = "" if len(folds) == len(self.study.folds) else " (**preliminary**: not all folds finished)"
             lines.append(f"- {name}: {paired.num_cases} cases of folds {_list(folds)} paired with the "
                          f"{baseline_text}{preliminary}.")
+            lines += [f"  - {detection_failures(pair)} ({pair.num_cases} cases)" for pair in (paired, *noises)
+                      if pair is not None and detection_failures(pair)]
         lines += ["", "Foreground mean (per case, the mean over the classes scored on both sides):", ""]
         lines += paired_table(entries, [FOREGROUND_MEAN], "model", with_noise) + [""]
         for name, paired, baseline_noise, model_noise in entries:
@@ -520,7 +594,8 @@ class StudyRenderer:
         from nnunetv2_morse.evaluation.compare import plot_differences
         first = entries[0][1]
         classes = [r.class_name for r in first.rows if r.metric == METRICS[0] and r.class_name != FOREGROUND_MEAN]
-        comparison = {"baseline": baseline, "num_cases": first.num_cases, "classes": classes + [FOREGROUND_MEAN],
+        comparison = {"baseline": baseline, "num_cases": {model: paired.num_cases for model, paired, _, _ in entries},
+                      "classes": classes + [FOREGROUND_MEAN],
                       "comparisons": {model: {c: {m: {"differences": paired.differences[c][m]} for m in METRICS}
                                               for c in classes} for model, paired, _, _ in entries}}
         os.makedirs(self.figures, exist_ok=True)
@@ -668,14 +743,20 @@ How to read the tables. Cases are pooled over the folds that both sides of a com
 of pairs). A class absent from the reference and from one side's prediction has no value on that side (NaN): where the
 other side predicted it, wrongly, the side without a value gets the score of a correct absence
 ({absence}), so the false positive counts against the side that made it; a pair without a value on
-either side is left out. The per-case foreground mean averages the classes with a value on both sides. The difference
+either side is left out. A model's mean and median are over the pairs of its comparison, so the same model can show
+slightly different ones in two comparisons. A class missed, or predicted where the reference has none, scores Dice and
+NSD 0 and HD95 and ASSD the image's diagonal (the study's scoring row gives it): a few such class-case pairs move the
+HD95 and ASSD means by millimetres, so each comparison counts them per side, and the medians are not moved by
+them. The per-case foreground mean averages the classes with a value on both sides. The difference
 is model − baseline: for Dice and NSD higher is better, so a positive difference favours the model; for HD95 and ASSD
 (mm) lower is better, so a negative one does. The 95% confidence interval of the mean difference is
 scipy.stats.bootstrap's (BCa, {resamples} resamples, seed 0). p is the two-sided Wilcoxon signed-rank test
 (scipy.stats.wilcoxon, zero differences dropped; all differences zero: p = 1); p (BH) is p corrected with
 Benjamini-Hochberg (scipy.stats.false_discovery_control) over the classes, the foreground mean and the four metrics of
-one model against its baseline. The noise columns hold the same trainer trained with another seed minus the comparison
-seed, paired the same way: a difference inside the noise floor is not evidence.
+one model against its baseline. The interval and p take the cases as independent for fixed trained models: they
+leave out how much a model changes when trained again, and cases of one subject (slices of one volume) are not
+independent, so they can be too narrow. The noise columns measure the first: the same trainer trained with another
+seed minus the comparison seed, paired the same way; a difference inside the noise floor is not evidence.
 """
 
 

@@ -22,7 +22,7 @@ from nnunetv2_morse.ledger.definition import Comparison, StudyError, TrainingStu
 from nnunetv2_morse.ledger.records import read_text, write_text
 from nnunetv2_morse.ledger.render import (FOREGROUND_MEAN, HIGHER_IS_BETTER, LEVELLED_OFF, LEVELLING_SHARE, METRICS,
                                           ComparisonRefused, Paired, RecordedBenchmark, RenderedLedger, Row,
-                                          StudyRenderer, _difference,
+                                          StudyRenderer, _difference, detection_failures,
                                           _list, _metric_label, _number, _p, has_not_levelled_off,
                                           render_ledger)
 
@@ -30,6 +30,7 @@ BEGIN = "<!-- verdict: rendered by nnUNetv2_morse_results from the ledger (resul
 END = "<!-- end of verdict -->"
 SIGNIFICANCE = 0.05
 MIXED = "mixed: the mean and the signed ranks point opposite ways"
+RANKS_ONLY = "{} by the signed ranks only: the mean's interval includes 0"
 COST_BASELINE = "nnUNetTrainer"
 COST_TRAINERS = ("nnUNetTrainerMORSE", "nnUNetTrainerMORSE_paper")
 COST_RATIOS = (("step_s", "step"), ("peak_memory_mb", "peak memory"), ("inference_s", "inference"))
@@ -57,17 +58,21 @@ def floor_text(metric: str, floor: Optional[Tuple[float, Paired]], paired: Paire
 
 
 def significance_word(metric: str, row: Row) -> str:
-    """'better' or 'worse' (the model, by HIGHER_IS_BETTER) when p (BH) < SIGNIFICANCE and the interval excludes 0
-    on the side the signed ranks point to; MIXED when the interval and the ranks point opposite ways (a few large
-    differences against many small ones); 'no significant difference' otherwise."""
+    """With p (BH) < SIGNIFICANCE: MIXED where the signed ranks point against the interval (where it excludes 0)
+    or else against the mean (a few large differences against many small ones); else 'better' or 'worse' (the
+    model, by HIGHER_IS_BETTER) where the interval excludes 0, RANKS_ONLY where it does not. 'no significant
+    difference' otherwise."""
     d = row.difference
     if d.count == 0:
         return "no case scored on both sides"
-    if not (row.p_adjusted < SIGNIFICANCE and (d.low > 0 or d.high < 0)):
+    if not (row.p_adjusted < SIGNIFICANCE and d.rank_sign != 0):
         return "no significant difference"
-    if ranks_oppose(d.low, d.rank_sign):
+    excludes_zero = d.low > 0 or d.high < 0
+    side = d.low if excludes_zero else d.mean
+    if side != 0 and ranks_oppose(side, d.rank_sign):
         return MIXED
-    return "better" if (d.low > 0) == HIGHER_IS_BETTER[metric] else "worse"
+    word = "better" if (d.rank_sign > 0) == HIGHER_IS_BETTER[metric] else "worse"
+    return word if excludes_zero else RANKS_ONLY.format(word)
 
 
 def verdict_word(metric: str, row: Row, floor: Optional[float]) -> str:
@@ -112,16 +117,18 @@ def quality_lines(renderer: StudyRenderer, comparison: Comparison, model: str, l
         return [f"{head}: not compared: {refusal}."]
     if not paired.folds:
         return [f"{head}: not yet run (no fold finished by both)."]
-    changes = {trainer: renderer.ema_change(trainer, study.seed) for trainer in (baseline, model)}
-    unlevelled = "".join(f"; {trainer} has not levelled off (EMA {change:+.3f} over the last {LEVELLING_SHARE:.0%} of "
+    changes = {trainer: renderer.ema_change(trainer, study.seed, paired.folds) for trainer in (baseline, model)}
+    unlevelled = "".join(f"; {trainer} has not levelled off (EMA {change:+.4f} over the last {LEVELLING_SHARE:.0%} of "
                          "epochs)" for trainer, change in changes.items() if has_not_levelled_off(change))
-    return ([f"{head}: {_folds_finished(paired, study)}, {paired.num_cases} paired cases{unlevelled}:"]
-            + metric_lines(paired, noises))
+    return [f"{head}: {_cases_paired(paired, study)}{unlevelled}:"] + metric_lines(paired, noises)
 
 
-def _folds_finished(paired: Paired, study: TrainingStudy) -> str:
+def _cases_paired(paired: Paired, study: TrainingStudy) -> str:
+    """'3 of 5 folds finished (**preliminary**), 90 paired cases (<detection_failures>)'."""
     preliminary = "" if len(paired.folds) == len(study.folds) else " (**preliminary**)"
-    return f"{len(paired.folds)} of {len(study.folds)} folds finished{preliminary}"
+    failures = detection_failures(paired)
+    return (f"{len(paired.folds)} of {len(study.folds)} folds finished{preliminary}, {paired.num_cases} paired cases"
+            + (f" ({failures})" if failures else ""))
 
 
 def head_lines(renderer: StudyRenderer, model: str, link: str) -> List[str]:
@@ -134,8 +141,7 @@ def head_lines(renderer: StudyRenderer, model: str, link: str) -> List[str]:
         return [f"{head}: not compared: {refusal}."]
     if paired is None:
         return [f"{head}: not yet run (no finished fold of {model} at seed {renderer.study.seed})."]
-    return ([f"{head}: {_folds_finished(paired, renderer.study)}, {paired.num_cases} paired cases:"]
-            + metric_lines(paired, None))
+    return [f"{head}: {_cases_paired(paired, renderer.study)}:"] + metric_lines(paired, None)
 
 
 def cost_line(recorded: Optional[RecordedBenchmark], link: str) -> str:
@@ -210,14 +216,16 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
     return "\n".join(
         [f"**Quality**: the per-case foreground mean, model − baseline [{CONFIDENCE_LEVEL:.0%} bootstrap interval] and "
          "the Wilcoxon p corrected over classes and metrics (BH). **better** or **worse** needs p (BH) < "
-         f"{SIGNIFICANCE} and an interval that excludes 0 on the side the Wilcoxon ranks point to (**mixed** when "
-         "they point the other way: a few large differences outweigh many small ones); such a difference no larger "
+         f"{SIGNIFICANCE} and an interval that excludes 0 on the side the Wilcoxon ranks point to; with p (BH) < "
+         f"{SIGNIFICANCE}, **mixed** where the ranks point against the mean (a few large differences outweigh many "
+         "small ones) and **better** or **worse by the signed ranks only** where the interval includes 0; a "
+         "better or worse no larger "
          "than the noise floor (the larger seed-to-seed mean difference of the two trainers) is **within the "
          "seed-to-seed noise**. Head on − "
          "head off scores the same models with the point head switched off (N_test 0, the coarse U-Net output): "
          "what the head adds at inference. A trainer "
          f"that has not levelled off (its EMA pseudo-Dice still rose by more than {LEVELLED_OFF} over the last "
-         f"{LEVELLING_SHARE:.0%} of epochs, mean over its folds) is named: the schedule may be too short for that "
+         f"{LEVELLING_SHARE:.0%} of epochs, mean over the folds compared) is named: the schedule may be too short for that "
          "comparison.", ""]
         + (quality or [unmarked])
         + ["", f"**Cost**: ratios to {COST_BASELINE} on the same plan (a range over the plans measured, and for peak "
