@@ -273,6 +273,65 @@ def test_a_benchmark_study_keeps_its_tables_and_is_run_once(tmp_path):
         load_study(str(folder))
 
 
+def test_a_benchmark_study_deletes_only_an_earlier_benchmarks_outputs_from_its_work_folder(tmp_path):
+    """-w pointed at a folder of the user's: refused, nothing deleted; an earlier benchmark's outputs are cleared."""
+    folder = tmp_path / "results" / "cost" / "cpu_small"
+    write_json({"kind": "benchmark", "title": "small", "arguments": ["--preset", "2d"]}, str(folder / "study.json"))
+    work = tmp_path / "data"
+    write_json({}, str(work / "dataset.json"))
+    (work / "benchmark_2d_cpu.md").write_text("old")
+
+    def benchmark(command, environment=None):
+        output = command[command.index("--out") + 1]
+        assert sorted(os.listdir(output)) == []
+        write_json({"rows": []}, os.path.join(output, "benchmark_2d_cpu.json"))
+        return {"command": " ".join(command), "seconds": 5.0}
+
+    with pytest.raises(StudyError, match=f"the work folder {work} holds dataset.json, which no benchmark wrote: give "
+                                         "-w an empty or new folder \\(nothing was deleted\\)"):
+        run_study_folder(str(folder), str(work), execute=benchmark)
+    assert sorted(os.listdir(work)) == ["benchmark_2d_cpu.md", "dataset.json"]
+    os.remove(work / "dataset.json")
+    (work / "failed_MORSE.log").write_text("old")
+    run_study_folder(str(folder), str(work), execute=benchmark)
+    assert sorted(os.listdir(work)) == ["benchmark_2d_cpu.json"]
+    for option in (["-tr", "nnUNetTrainer"], ["-f", "0"]):
+        with pytest.raises(SystemExit, match=f"error: {option[0]}: {folder} is a benchmark study, which runs as a "
+                                             "whole: drop -tr and -f"):
+            run.main([str(folder), *option, "--dry-run"])
+
+
+def test_the_plan_estimates_the_time_left_from_each_trainers_median_epoch(tmp_path, capsys):
+    """nnUNetTrainer's recorded epochs took 20 s, MORSE's 30 s (one paused for 1000 s): the 200 epochs of each of
+    the three runs left take 200 x (20 + 30 + 30) s (IAR has none recorded: the median of all recorded epochs, 30 s)."""
+    study = two_trainer_study(tmp_path, trainers={"nnUNetTrainer": [0], "nnUNetTrainerMORSE": [0],
+                                                  "nnUNetTrainerIAR": [0]}, head_off=[], comparisons=[],
+                              schedule={"epochs": 200, "iterations_per_epoch": 3, "validation_iterations": 1})
+    write_finished_run(study, "nnUNetTrainer", 0, 0, {}, epoch_seconds=(20.0, 20.0), ema=(0.1, 0.2))
+    write_finished_run(study, "nnUNetTrainerMORSE", 0, 0, {}, epoch_seconds=(30.0, 1000.0, 30.0),
+                       ema=(0.1, 0.2, 0.3))
+    run_study_folder(study.folder, str(tmp_path / "work"), folds=[1], dry_run=True)
+    assert ("3 trainings: 3 to train; about 4.4 h of training left (from each trainer's median epoch so far)"
+            in capsys.readouterr().out)
+
+
+def test_a_colin27_study_without_its_source_files_says_what_to_install_in_one_line(tmp_path):
+    from nnunetv2_morse.ledger.datasets import build_dataset
+    from nnunetv2_morse.ledger.definition import DatasetDefinition
+
+    with pytest.raises(StudyError, match="^dataset 620 \\(colin27\\): Colin27 files missing in .*: install Debian's "
+                                         "mricron-data package: sudo apt-get install -y mricron-data"):
+        build_dataset(DatasetDefinition("colin27", 620, json.dumps({"source_dir": str(tmp_path)})),
+                      str(tmp_path / "raw"), str(tmp_path / "preprocessed"))
+
+
+def test_a_relative_study_folder_that_is_not_there_names_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=f"no study.json in results/colin27_2d \\(from {tmp_path}: run from the "
+                                         "repository root\\)"):
+        run.main(["results/colin27_2d", "--dry-run"])
+
+
 def test_a_benchmark_study_runs_on_cpu_or_cuda_only(tmp_path):
     """mps is refused when the study is loaded (study.json's device) or run (-device), as the benchmark refuses it;
     a training study keeps it."""
@@ -298,12 +357,19 @@ def test_a_cuda_study_is_refused_in_one_line_without_cuda(tmp_path, monkeypatch)
     assert not (tmp_path / "work").exists()
 
 
-def test_gpu_evidence_refuses_without_cuda_in_one_line(monkeypatch):
+def test_gpu_evidence_refuses_without_cuda_in_one_line_but_shows_its_plan(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit) as stop:
         gpu.main([])
     assert str(stop.value) == ("nnUNetv2_morse_gpu_evidence: error: no CUDA GPU here (torch.cuda.is_available() is "
                                "False): run it on a machine with one")
+    gpu.main(["--dry-run"])
+    shown = capsys.readouterr().out
+    assert shown.startswith("CUDA evidence on a CUDA GPU (none here: --dry-run only):\n  python -m pytest ")
+    assert "  nnUNetv2_morse_study " + os.path.join(gpu.REPOSITORY, "results", "cost", "cuda_2d_bf16") in shown
+    with pytest.raises(SystemExit, match=f"-i {tmp_path / 'none'}: no such folder; this command needs the "
+                                         "repository's tests/ and results/"):
+        gpu.main(["-i", str(tmp_path / "none"), "--dry-run"])
 
 
 def test_gpu_evidence_runs_the_cuda_tests_and_every_cuda_benchmark_study(tmp_path):

@@ -152,7 +152,8 @@ def _load_source(source_dir: str) -> Tuple[sitk.Image, np.ndarray, np.ndarray]:
     missing = missing_source_files(source_dir)
     if missing:
         raise FileNotFoundError(f"Colin27 files missing in {source_dir} ({', '.join(missing)}): install Debian's "
-                                f"mricron-data package: sudo {INSTALL_COMMAND} (or pass --install)")
+                                f"mricron-data package: sudo {INSTALL_COMMAND} (nnUNetv2_morse_make_colin27 --install "
+                                "does it)")
     t1 = sitk.ReadImage(os.path.join(source_dir, T1_FILE))
     atlas = sitk.ReadImage(os.path.join(source_dir, ATLAS_FILE))
     if (t1.GetSize() != atlas.GetSize() or not np.allclose(t1.GetSpacing(), atlas.GetSpacing())

@@ -38,4 +38,7 @@ def build_dataset(dataset: DatasetDefinition, raw_dir: str, preprocessed_dir: st
     """Writes the dataset into raw_dir (Colin27: its splits_final.json into preprocessed_dir); returns its folder."""
     function = builder_function(dataset.builder)
     extra = {"preprocessed_dir": preprocessed_dir} if "preprocessed_dir" in inspect.signature(function).parameters else {}
-    return function(raw_dir, dataset.id, **dataset.arguments, **extra)
+    try:
+        return function(raw_dir, dataset.id, **dataset.arguments, **extra)
+    except (FileNotFoundError, ValueError) as error:
+        raise StudyError(f"dataset {dataset.id} ({dataset.builder}): {error}") from None

@@ -279,7 +279,8 @@ def load_study(folder: str):
     """The TrainingStudy or BenchmarkStudy defined by folder/study.json; StudyError naming the field if invalid."""
     path = os.path.join(folder, STUDY_FILE)
     if not os.path.isfile(path):
-        raise StudyError(f"no {STUDY_FILE} in {folder}: give a study folder such as results/colin27_2d "
+        where = "" if os.path.isabs(folder) else f" (from {os.getcwd()}: run from the repository root)"
+        raise StudyError(f"no {STUDY_FILE} in {folder}{where}: give a study folder such as results/colin27_2d "
                          "(see results/README.md)")
     try:
         with open(path) as f:

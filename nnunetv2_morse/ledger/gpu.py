@@ -1,13 +1,14 @@
 """Everything the ledger measures on CUDA, in one command, on a machine with a CUDA GPU:
 
-    nnUNetv2_morse_gpu_evidence                 # from a checkout of the repository; then commit results/
+    nnUNetv2_morse_gpu_evidence     # from a checkout (pip install -e '.[test]'); then nnUNetv2_morse_results,
+                                    # and commit results/, RESULTS.md and README.md together
 
   1. tests/test_cuda.py (every trainer of the family compiled, fp16 and bf16, 2D and 3D): JUnit XML and a
      summary into results/cost/cuda_tests/;
   2. every benchmark study of the ledger whose device is cuda (results/cost/cuda_*: fp16, bf16, torch.compile on
      and off; 3d_fullres, 2d, ResEnc), each through nnUNetv2_morse_study, finished ones skipped.
 
-Refuses with one line where CUDA is absent.
+Refuses with one line where CUDA is absent (--dry-run prints the plan anyway).
 """
 from __future__ import annotations
 
@@ -80,21 +81,27 @@ def run_tests(command: List[str], results_folder: str) -> bool:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = command_parser(PROG, __doc__)
     parser.add_argument("-i", dest="results", metavar="FOLDER", default=os.path.join(REPOSITORY, "results"),
-                        help="the ledger folder")
+                        help="the ledger folder (default: the checkout's results/)")
     parser.add_argument("--skip-tests", action="store_true", help="run the CUDA benchmark studies only")
-    parser.add_argument("--dry-run", action="store_true", help="print what would run and stop")
+    parser.add_argument("--dry-run", action="store_true", help="print what would run and stop (also without CUDA)")
     args = parser.parse_args(argv)
     import torch
 
     from nnunetv2_morse.ledger.definition import StudyError
     from nnunetv2_morse.ledger.run import run_study_folder
 
-    if not torch.cuda.is_available():
-        fail(PROG, "no CUDA GPU here (torch.cuda.is_available() is False): run it on a machine with one")
+    checkout = ("this command needs the repository's tests/ and results/: run it from a checkout installed with "
+                "pip install -e '<checkout>[test]'")
+    if not os.path.isdir(args.results):
+        fail(PROG, f"-i {args.results}: no such folder; {checkout}")
     test_command, studies = plan(args.results, REPOSITORY)
-    if not os.path.isfile(test_command[3]):
-        fail(PROG, f"{test_command[3]} not found: run it from a checkout of the repository")
-    print(f"CUDA evidence on {torch.cuda.get_device_name(0)}:\n  {' '.join(test_command)}\n"
+    if not args.skip_tests and not os.path.isfile(test_command[3]):
+        fail(PROG, f"{test_command[3]} not found; {checkout}")
+    cuda = torch.cuda.is_available()
+    if not cuda and not args.dry_run:
+        fail(PROG, "no CUDA GPU here (torch.cuda.is_available() is False): run it on a machine with one")
+    where = torch.cuda.get_device_name(0) if cuda else "a CUDA GPU (none here: --dry-run only)"
+    print(f"CUDA evidence on {where}:\n" + ("" if args.skip_tests else f"  {' '.join(test_command)}\n")
           + "".join(f"  nnUNetv2_morse_study {folder}\n" for folder in studies), flush=True)
     if args.dry_run:
         return
@@ -105,7 +112,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if not tests_passed:
         fail(PROG, "tests/test_cuda.py had failures (see its JUnit XML); the benchmark "
                  "tables were written")
-    print(f"Done: commit {args.results} and render RESULTS.md with nnUNetv2_morse_results")
+    print("Done: run nnUNetv2_morse_results, then commit results/, RESULTS.md and README.md together")
 
 
 if __name__ == "__main__":

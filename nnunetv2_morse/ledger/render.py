@@ -30,7 +30,8 @@ from nnunetv2_morse.ledger.definition import (BenchmarkStudy, Run, StudyError, T
                                               recorded_identity_mismatch)
 from nnunetv2_morse.ledger.gpu import CUDA_TESTS_FOLDER, CUDA_TESTS_SUMMARY
 from nnunetv2_morse.ledger.records import read_json, read_text, write_text
-from nnunetv2_morse.ledger.run import CURVES_FILE, HEAD_OFF_FILE, METRICS_FILE, RECORD_FILE, expected_files
+from nnunetv2_morse.ledger.run import (CURVES_FILE, HEAD_OFF_FILE, METRICS_FILE, RECORD_FILE, expected_files,
+                                      median_epoch_seconds)
 
 PROG = "nnUNetv2_morse_results"
 
@@ -255,16 +256,6 @@ def finished_curves(study: TrainingStudy, trainer: str, seed: int) -> Dict[int, 
 def ema_curves(curves: Mapping[int, dict]) -> Dict[int, List[float]]:
     """{fold: pseudo-Dice (EMA) per epoch, missing epochs left out} of finished_curves."""
     return {fold: [v for v in c.get("ema_fg_dice", []) if v is not None] for fold, c in curves.items()}
-
-
-def median_epoch_seconds(curves: Mapping[int, dict]) -> Optional[float]:
-    """The median over every epoch of every fold in finished_curves of its duration (nnU-Net's end - start
-    timestamps, validation included); None without timestamps. Unlike the wall time, a few epochs slowed by other
-    jobs, or a training paused, do not move it."""
-    seconds = [end - start for c in curves.values()
-               for start, end in zip(c.get("epoch_start_timestamps", []), c.get("epoch_end_timestamps", []))
-               if start is not None and end is not None]
-    return float(np.median(seconds)) if seconds else None
 
 
 def mean_ema_change(curves: Dict[int, List[float]]) -> Optional[float]:
@@ -841,7 +832,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                              "if any; figures are not compared)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.results):
-        parser.error(f"-i {args.results}: no such folder")
+        where = ("" if os.path.isabs(args.results)
+                 else f" (from {os.getcwd()}: run from the repository root, or give -i)")
+        parser.error(f"-i {args.results}: no such folder{where}")
     root = os.path.dirname(os.path.abspath(args.results))
     output = args.output or os.path.join(root, "RESULTS.md")
     readme = args.readme or default_readme(args.results)

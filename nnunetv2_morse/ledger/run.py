@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from nnunetv2_morse.cli import command_parser, console_script, integer_at_least, one_line_errors
 from nnunetv2_morse.ledger import records
@@ -44,6 +44,7 @@ CROSSVAL_REPORT = "crossval_boundary_metrics.json"
 EMPTY_CONVENTION = "nan"
 HEAD_OFF_FOLDER = "head_off"
 BENCHMARK_OUTPUTS = ("benchmark_*.json", "benchmark_*.md", "profile_*.txt")
+BENCHMARK_FAILURE_LOGS = "failed_*.log"
 STATES = {"done": "done", "record": "to score and record", "validate": "to validate (--val)", "resume": "to resume (--c)",
           "train": "to train"}
 
@@ -168,12 +169,33 @@ def run_state(study: TrainingStudy, workspace: Workspace, run: Run) -> str:
     return "train"
 
 
-def minutes_per_training(study: TrainingStudy, done: Sequence[Run]) -> Optional[float]:
-    """Median wall time of the study's recorded trainings, else the study's estimate (minutes_per_training)."""
-    seconds = [records.read_json(os.path.join(study.folder, r.folder, RECORD_FILE)).get("wall_seconds")
-               for r in done]
-    seconds = [s for s in seconds if s]
-    return statistics.median(seconds) / 60 if seconds else study.minutes_per_training
+def median_epoch_seconds(curves: Mapping[Any, dict]) -> Optional[float]:
+    """The median over every epoch of every run in curves ({key: its curves.json}) of its duration (nnU-Net's end -
+    start timestamps, validation included); None without timestamps. Unlike the wall time, a few epochs slowed by
+    other jobs, or a training paused, do not move it."""
+    seconds = [end - start for c in curves.values()
+               for start, end in zip(c.get("epoch_start_timestamps", []), c.get("epoch_end_timestamps", []))
+               if start is not None and end is not None]
+    return float(statistics.median(seconds)) if seconds else None
+
+
+def hours_left(study: TrainingStudy, plan: Sequence[tuple]) -> Optional[Tuple[float, str]]:
+    """(hours, basis) of training left for the plan's runs to train or resume (a resumed one counted whole): each
+    run's trainer's median epoch over the study's recorded runs (every trainer's where it has none) times the
+    schedule's epochs, else the study's minutes_per_training; None if neither is known."""
+    curves = {run: records.read_json(os.path.join(study.folder, run.folder, CURVES_FILE)) for run in study.runs()
+              if os.path.isfile(os.path.join(study.folder, run.folder, RECORD_FILE))}
+    left = [run for run, state in plan if state in ("train", "resume")]
+    overall = median_epoch_seconds(curves)
+    if overall is None:
+        if study.minutes_per_training is None:
+            return None
+        return (len(left) * study.minutes_per_training / 60,
+                f"at the study's estimate of {study.minutes_per_training:g} min per training")
+    per_trainer = {t: median_epoch_seconds({r: c for r, c in curves.items() if r.trainer == t})
+                   for t in {run.trainer for run in left}}
+    seconds = sum((per_trainer[run.trainer] or overall) * study.schedule.epochs for run in left)
+    return seconds / 3600, "from each trainer's median epoch so far"
 
 
 def print_plan(study: TrainingStudy, workspace: Workspace, plan: Sequence[tuple], device: str) -> None:
@@ -184,9 +206,8 @@ def print_plan(study: TrainingStudy, workspace: Workspace, plan: Sequence[tuple]
           f"{s.iterations_per_epoch} iterations, device {device}\n  work folder: {workspace.root}")
     counts = {state: sum(1 for _, st in plan if st == state) for state in STATES}
     to_train = counts["train"] + counts["resume"]
-    minutes = minutes_per_training(study, [r for r, st in plan if st == "done"])
-    estimate = (f"; about {to_train * minutes / 60:.1f} h of training left at {minutes:.0f} min per training"
-                if minutes and to_train else "")
+    left = hours_left(study, plan) if to_train else None
+    estimate = f"; about {left[0]:.1f} h of training left ({left[1]})" if left else ""
     states = ", ".join(f"{n} {STATES[state]}" for state, n in counts.items() if n)
     print(f"  {len(plan)} training{'' if len(plan) == 1 else 's'}: {states}{estimate}")
     for index, (run, state) in enumerate(plan, 1):
@@ -327,9 +348,7 @@ def run_benchmark_study(study: BenchmarkStudy, workspace: Workspace, execute: Ex
           f"{shlex.join(command)}", flush=True)
     if dry_run or os.path.isfile(record_file):
         return
-    if os.path.isdir(workspace.root):
-        shutil.rmtree(workspace.root)
-    os.makedirs(workspace.root)
+    clear_benchmark_folder(workspace.root)
     record = execute(command)
     outputs = sorted(p for pattern in BENCHMARK_OUTPUTS for p in glob.glob(os.path.join(workspace.root, pattern)))
     if not any(p.endswith(".json") for p in outputs):
@@ -340,6 +359,20 @@ def run_benchmark_study(study: BenchmarkStudy, workspace: Workspace, execute: Ex
                         "files": [os.path.basename(p) for p in outputs], "commands": [record],
                         "wall_seconds": record["seconds"], "recorded": records.now(),
                         **records.environment_record()}, record_file)
+
+
+def clear_benchmark_folder(folder: str) -> None:
+    """Creates folder, or empties it of an earlier benchmark's outputs (BENCHMARK_OUTPUTS, failure logs); StudyError,
+    deleting nothing, if it holds anything else."""
+    os.makedirs(folder, exist_ok=True)
+    outputs = {os.path.basename(p) for pattern in (*BENCHMARK_OUTPUTS, BENCHMARK_FAILURE_LOGS)
+               for p in glob.glob(os.path.join(folder, pattern))}
+    others = sorted(set(os.listdir(folder)) - outputs)
+    if others:
+        raise StudyError(f"the work folder {folder} holds {others[0]}, which no benchmark wrote: give -w an empty or "
+                         "new folder (nothing was deleted)")
+    for name in outputs:
+        os.remove(os.path.join(folder, name))
 
 
 def require_device(device: str, study_folder: str) -> None:
@@ -365,6 +398,9 @@ def run_study_folder(folder: str, work: Optional[str] = None, device: Optional[s
     if not dry_run:
         require_device(device, folder)
     if isinstance(study, BenchmarkStudy):
+        if trainers or folds:
+            raise StudyError(f"{'-tr' if trainers else '-f'}: {folder} is a benchmark study, which runs as a whole: "
+                             "drop -tr and -f")
         run_benchmark_study(study, workspace, execute or CommandRunner({}), device, dry_run)
         return
     unknown = [t for t in trainers or () if not study.seeds_of(t)]
@@ -384,16 +420,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = command_parser(PROG, __doc__, "See results/README.md: how to run, resume, render and add a study.")
     parser.add_argument("study", help="a study folder holding study.json, e.g. results/colin27_2d")
     parser.add_argument("-w", dest="work", metavar="FOLDER",
-                        help=f"work folder for nnU-Net's raw, preprocessed and results folders (default: "
-                             f"${WORK_VARIABLE}/<study> if that is set, else <study>/../.work/<study>)")
+                        help=f"work folder for nnU-Net's raw, preprocessed and results folders, or a benchmark "
+                             f"study's output (default: ${WORK_VARIABLE}/<name> if that is set, else .work/<name> "
+                             "beside the study folder, e.g. results/.work/colin27_2d)")
     parser.add_argument("-device", choices=DEVICES, help="device to run the study on (default: the study's "
                                                          "'device')")
     parser.add_argument("-np", dest="num_processes", metavar="N", type=integer_at_least(1), default=2,
                         help="processes for preprocessing, validation export, scoring")
     parser.add_argument("-tr", dest="trainers", metavar="TRAINER", nargs="+",
-                        help="only these trainers of the study (default: all)")
+                        help="only these trainers of a training study (default: all)")
     parser.add_argument("-f", dest="folds", metavar="FOLD", nargs="+", type=int,
-                        help="only these folds of the study (default: all)")
+                        help="only these folds of a training study (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (what is done, what is left) and stop")
     args = parser.parse_args(argv)
     try:
