@@ -156,8 +156,9 @@ def test_missed_and_false_positive_classes_are_counted_per_side_beside_the_scori
     baseline = {f"case_{i}": {"a": missed if i < 3 else scored, "b": spurious if i == 0 else absent}
                 for i in range(12)}
     model = {f"case_{i}": {"a": scored, "b": absent} for i in range(12)}
-    for trainer, values in (("nnUNetTrainer", baseline), ("nnUNetTrainerMORSE", model)):
-        write_finished_run(study, trainer, 0, 0, values, head_off_values=values, empty_convention="nan",
+    for trainer, seed, values in (("nnUNetTrainer", 0, baseline), ("nnUNetTrainerMORSE", 0, model),
+                                  ("nnUNetTrainer", 1, model)):
+        write_finished_run(study, trainer, seed, 0, values, head_off_values=values, empty_convention="nan",
                            geometry=((15, 20), (2.0, 2.0)))
     write_readme(tmp_path / "README.md")
     monkeypatch.chdir(tmp_path)
@@ -168,7 +169,8 @@ def test_missed_and_false_positive_classes_are_counted_per_side_beside_the_scori
             "predicted where absent) |") in text
     failures = ("class-case pairs with the class missed or predicted where absent: 4 of nnUNetTrainer seed 0, 0 of "
                 "nnUNetTrainerMORSE seed 0")
-    assert f"  - {failures} (12 cases)" in text
+    assert (f"  - {failures} (12 cases)\n  - seed to seed: 4 of nnUNetTrainer seed 0, 0 of nnUNetTrainer seed 1 "
+            "(12 cases)\n") in text
     assert f"12 paired cases ({failures})" in block_of(tmp_path / "README.md")
 
 

@@ -214,13 +214,21 @@ def _count_one_empty(arm: Arm, cases: Sequence[str]) -> Optional[int]:
     return None if any(f is None for f in found) else sum(len(f) for f in found)
 
 
-def detection_failures(paired: Paired) -> str:
-    """'class-case pairs with the class missed or predicted where absent: 11 of <baseline>, 8 of <model>', or ''
-    where the reports do not say."""
+MISSED_OR_SPURIOUS = "class-case pairs with the class missed or predicted where absent"
+
+
+def failure_counts(paired: Paired) -> str:
+    """'11 of <baseline>, 8 of <model>': each side's class-case pairs missed or predicted where absent; '' where the
+    reports do not say."""
     if None in paired.one_empty:
         return ""
-    return (f"class-case pairs with the class missed or predicted where absent: {paired.one_empty[0]} of "
-            f"{paired.baseline}, {paired.one_empty[1]} of {paired.model}")
+    return f"{paired.one_empty[0]} of {paired.baseline}, {paired.one_empty[1]} of {paired.model}"
+
+
+def detection_failures(paired: Paired) -> str:
+    """'<MISSED_OR_SPURIOUS>: <failure_counts>', or '' where the reports do not say."""
+    counts = failure_counts(paired)
+    return f"{MISSED_OR_SPURIOUS}: {counts}" if counts else ""
 
 
 def scoring_text(arm: Arm) -> str:
@@ -546,8 +554,9 @@ class StudyRenderer:
             preliminary = "" if len(folds) == len(self.study.folds) else " (**preliminary**: not all folds finished)"
             lines.append(f"- {name}: {paired.num_cases} cases of folds {_list(folds)} paired with the "
                          f"{baseline_text}{preliminary}.")
-            lines += [f"  - {detection_failures(pair)} ({pair.num_cases} cases)" for pair in (paired, *noises)
-                      if pair is not None and detection_failures(pair)]
+            counted = [(pair, failure_counts(pair)) for pair in (paired, *noises) if pair is not None]
+            lines += [f"  - {MISSED_OR_SPURIOUS if pair is paired else 'seed to seed'}: {counts} ({pair.num_cases} "
+                      "cases)" for pair, counts in counted if counts]
         lines += ["", "Foreground mean (per case, the mean over the classes scored on both sides):", ""]
         lines += paired_table(entries, [FOREGROUND_MEAN], "model", with_noise) + [""]
         for name, paired, baseline_noise, model_noise in entries:
