@@ -225,8 +225,8 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
          "head off scores the same models with the point head switched off (N_test 0, the coarse U-Net output): "
          "what the head adds at inference. A trainer "
          f"that has not levelled off (its EMA pseudo-Dice still rose by more than {LEVELLED_OFF} over the last "
-         f"{LEVELLING_SHARE:.0%} of epochs, mean over the folds compared) is named: the schedule may be too short for that "
-         "comparison.", ""]
+         f"{LEVELLING_SHARE:.0%} of epochs, mean over the folds compared) is named: the schedule may be too short "
+         "for that comparison.", ""]
         + (quality or [unmarked])
         + ["", f"**Cost**: ratios to {COST_BASELINE} on the same plan (a range over the plans measured, and for peak "
                "memory over the rounds: it varies by a few percent between identical rounds).", ""]
