@@ -157,6 +157,14 @@ def one_line(message: object) -> str:
                    for i, line in enumerate(lines))
 
 
+def relative_to_here(path: str) -> str:
+    """For a message about a missing path: ' (from <cwd>: run from the repository root)' where path is relative and
+    the current folder has no results/ (so it is likely not the repository root), else ''."""
+    if os.path.isabs(path) or os.path.isdir("results"):
+        return ""
+    return f" (from {os.getcwd()}: run from the repository root)"
+
+
 def fail(prog: str, message: object) -> NoReturn:
     """Exit with status 1 and "PROG: error: MESSAGE" as one line on stderr."""
     sys.exit(f"{prog}: error: {one_line(message)}")

@@ -12,6 +12,7 @@ import torch
 
 from nnunetv2_morse.config import MorseConfig
 from nnunetv2_morse.schedule import awa_weight
+from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE
 from nnunetv2_morse.datasets.synthetic import make_synthetic_dataset
 
 TRAINER = "nnUNetTrainerMORSE_test_preempted"
@@ -98,7 +99,7 @@ def test_plan_train_resume_predict(nnunet_workarea, tmp_path, dim):
     if dim == 2:
         # inference time and quality against N_test on the fold's validation cases; 0 = the coarse output
         sweep_dir = str(tmp_path / "test_points")
-        own = MorseConfig().test_points_for(patch_size)
+        own = nnUNetTrainerMORSE.morse_config.test_points_for(patch_size)
         area.run(["nnUNetv2_morse_test_points", "-d", dataset_id, "-c", configuration, "-tr", TRAINER, "-f", "0",
                   "--counts", "0", str(own), "512", "-device", "cpu", "-np", "1", "-o", sweep_dir])
         with open(os.path.join(sweep_dir, "test_points.json")) as f:

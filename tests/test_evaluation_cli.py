@@ -267,7 +267,7 @@ def test_difference_figure_is_the_same_on_every_render(tmp_path):
     assert after_plot == expected
 
 
-def test_compare_markdown_marks_a_percentile_interval_and_the_figure_counts_cases_per_model():
+def test_compare_markdown_marks_a_percentile_interval_and_case_counts_are_named_per_model():
     from nnunetv2_morse.evaluation.compare import _cases_text
 
     baseline = fake_report([0.7, 0.8, 0.75, 0.6], [5.0, 6.0, 7.0, 8.0])

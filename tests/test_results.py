@@ -519,6 +519,12 @@ def test_a_mean_shift_against_the_signed_ranks_is_mixed_not_better_or_worse(metr
     assert verdict.verdict_word(metric, row, 0.0) == verdict.MIXED
 
 
+def test_significant_ranks_without_an_interval_do_not_claim_one():
+    difference = statistics.PairedDifference(20, 20, 0.01, 0.01, np.nan, np.nan, 0.001, "none", "", 1)
+    row = render.Row(FOREGROUND_MEAN, "Dice", None, None, difference, 0.001)
+    assert verdict.significance_word("Dice", row) == "better by the signed ranks only: the mean has no interval"
+
+
 def test_significant_ranks_against_a_mean_whose_interval_includes_0_are_mixed_not_no_significant_difference():
     """Most cases a little worse, one much better: the mean favours the model but its interval includes 0, while
     the Wilcoxon ranks find it worse (p < 0.05), as study 2's ASSD did; this once printed 'no significant
@@ -566,7 +572,9 @@ def test_ema_change_is_none_without_a_finished_curve(ledger):
     ("ASSD", -0.03, -0.01, 0.049, 0.005, "better"),
     ("Dice", 0.01, 0.03, 0.05, 0.005, "no significant difference"),
     ("Dice", -0.01, 0.03, 0.001, 0.005, "better by the signed ranks only: the mean's interval includes 0"),
-    ("HD95", -0.01, 0.03, 0.001, None, "worse by the signed ranks only: the mean's interval includes 0"),
+    ("HD95", -0.01, 0.03, 0.001, None, "worse by the signed ranks only: the mean's interval includes 0, noise "
+                                       "floor not yet measured"),
+    ("Dice", -0.01, 0.03, 0.001, 0.02, "within the seed-to-seed noise"),
     ("Dice", 0.01, 0.03, 0.01, 0.02, "within the seed-to-seed noise"),
     ("HD95", -0.03, -0.01, 0.01, 0.03, "within the seed-to-seed noise"),
     ("Dice", 0.01, 0.03, 0.01, None, "better, noise floor not yet measured"),

@@ -302,16 +302,15 @@ def test_a_benchmark_study_deletes_only_an_earlier_benchmarks_outputs_from_its_w
 
 
 def test_the_plan_estimates_the_time_left_from_each_trainers_median_epoch(tmp_path, capsys):
-    """nnUNetTrainer's recorded epochs took 20 s, MORSE's 30 s (one paused for 1000 s): the 200 epochs of each of
-    the three runs left take 200 x (20 + 30 + 30) s (IAR has none recorded: the median of all recorded epochs, 30 s)."""
+    """nnUNetTrainer's recorded epochs took 20 s, MORSE's 40 s (one paused for 1000 s): the 200 epochs of each of
+    the three runs left take 200 x (20 + 40 + 30) s (IAR has none recorded: the median of all recorded epochs, 30 s)."""
     study = two_trainer_study(tmp_path, trainers={"nnUNetTrainer": [0], "nnUNetTrainerMORSE": [0],
                                                   "nnUNetTrainerIAR": [0]}, head_off=[], comparisons=[],
                               schedule={"epochs": 200, "iterations_per_epoch": 3, "validation_iterations": 1})
-    write_finished_run(study, "nnUNetTrainer", 0, 0, {}, epoch_seconds=(20.0, 20.0), ema=(0.1, 0.2))
-    write_finished_run(study, "nnUNetTrainerMORSE", 0, 0, {}, epoch_seconds=(30.0, 1000.0, 30.0),
-                       ema=(0.1, 0.2, 0.3))
+    write_finished_run(study, "nnUNetTrainer", 0, 0, {}, epoch_seconds=(20.0, 20.0, 20.0))
+    write_finished_run(study, "nnUNetTrainerMORSE", 0, 0, {}, epoch_seconds=(40.0, 1000.0, 40.0))
     run_study_folder(study.folder, str(tmp_path / "work"), folds=[1], dry_run=True)
-    assert ("3 trainings: 3 to train; about 4.4 h of training left (from each trainer's median epoch so far)"
+    assert ("3 trainings: 3 to train; about 5.0 h of training left (from each trainer's median epoch so far)"
             in capsys.readouterr().out)
 
 
@@ -367,9 +366,12 @@ def test_gpu_evidence_refuses_without_cuda_in_one_line_but_shows_its_plan(monkey
     shown = capsys.readouterr().out
     assert shown.startswith("CUDA evidence on a CUDA GPU (none here: --dry-run only):\n  python -m pytest ")
     assert "  nnUNetv2_morse_study " + os.path.join(gpu.REPOSITORY, "results", "cost", "cuda_2d_bf16") in shown
-    with pytest.raises(SystemExit, match=f"-i {tmp_path / 'none'}: no such folder; this command needs the "
-                                         "repository's tests/ and results/"):
+    with pytest.raises(SystemExit, match=f"-i {tmp_path / 'none'}: no such folder$"):
         gpu.main(["-i", str(tmp_path / "none"), "--dry-run"])
+    monkeypatch.setattr(gpu, "DEFAULT_RESULTS", str(tmp_path / "site-packages" / "results"))
+    with pytest.raises(SystemExit, match="no such folder; this command needs the repository's tests/ and results/: "
+                                         "run it from a checkout installed with pip install -e"):
+        gpu.main(["--dry-run"])
 
 
 def test_gpu_evidence_runs_the_cuda_tests_and_every_cuda_benchmark_study(tmp_path):

@@ -42,8 +42,9 @@ MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b
 JITTER_SEED = 0  # the strip plots' jitter: the same figure on every render of the same data
 TEST_DESCRIPTION = (f"two-sided Wilcoxon signed-rank test (scipy.stats.wilcoxon, zero differences dropped; all "
                     f"differences zero: p = 1); p (BH): Benjamini-Hochberg adjusted over each model's classes, "
-                    f"foreground mean and five metrics; CI: {CONFIDENCE_LEVEL:.0%} BCa bootstrap interval of the mean "
-                    f"difference (scipy.stats.bootstrap, {BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}; "
+                    f"foreground mean and {len(METRIC_NAMES)} metrics; CI: {CONFIDENCE_LEVEL:.0%} BCa bootstrap "
+                    f"interval of the mean difference (scipy.stats.bootstrap, {BOOTSTRAP_RESAMPLES} resamples, seed "
+                    f"{BOOTSTRAP_SEED}; "
                     "marked (percentile) where BCa is undefined)")
 # what a report records about how it was scored, and what it is called in messages
 SCORING_FIELDS = {"empty_convention": "empty-class convention (--empty)", "reference_folder": "reference folder",

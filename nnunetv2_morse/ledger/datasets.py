@@ -41,4 +41,4 @@ def build_dataset(dataset: DatasetDefinition, raw_dir: str, preprocessed_dir: st
     try:
         return function(raw_dir, dataset.id, **dataset.arguments, **extra)
     except (FileNotFoundError, ValueError) as error:
-        raise StudyError(f"dataset {dataset.id} ({dataset.builder}): {error}") from None
+        raise StudyError(f"dataset {dataset.id} ({dataset.builder}): {error}") from error

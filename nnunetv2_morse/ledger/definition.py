@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from nnunetv2_morse.benchmark import BENCHMARK_DEVICES
+from nnunetv2_morse.cli import relative_to_here
 
 STUDY_FILE = "study.json"
 PLANS = "nnUNetPlans"
@@ -279,8 +280,8 @@ def load_study(folder: str):
     """The TrainingStudy or BenchmarkStudy defined by folder/study.json; StudyError naming the field if invalid."""
     path = os.path.join(folder, STUDY_FILE)
     if not os.path.isfile(path):
-        where = "" if os.path.isabs(folder) else f" (from {os.getcwd()}: run from the repository root)"
-        raise StudyError(f"no {STUDY_FILE} in {folder}{where}: give a study folder such as results/colin27_2d "
+        raise StudyError(f"no {STUDY_FILE} in {folder}{relative_to_here(folder)}: give a study folder such as "
+                         "results/colin27_2d "
                          "(see results/README.md)")
     try:
         with open(path) as f:

@@ -17,13 +17,14 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from typing import List, Optional, Sequence, Tuple
 
-from nnunetv2_morse.cli import command_parser, console_script, fail, one_line_errors
+from nnunetv2_morse.cli import command_parser, console_script, fail, one_line_errors, relative_to_here
 
 PROG = "nnUNetv2_morse_gpu_evidence"
 CUDA_TESTS_FOLDER = os.path.join("cost", "cuda_tests")
 CUDA_TESTS_SUMMARY = "summary.json"
 JUNIT_FILE = "junit.xml"
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_RESULTS = os.path.join(REPOSITORY, "results")
 
 
 def cuda_test_command(repository: str, junit_file: str) -> List[str]:
@@ -80,7 +81,7 @@ def run_tests(command: List[str], results_folder: str) -> bool:
 @console_script
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = command_parser(PROG, __doc__)
-    parser.add_argument("-i", dest="results", metavar="FOLDER", default=os.path.join(REPOSITORY, "results"),
+    parser.add_argument("-i", dest="results", metavar="FOLDER", default=DEFAULT_RESULTS,
                         help="the ledger folder (default: the checkout's results/)")
     parser.add_argument("--skip-tests", action="store_true", help="run the CUDA benchmark studies only")
     parser.add_argument("--dry-run", action="store_true", help="print what would run and stop (also without CUDA)")
@@ -93,7 +94,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     checkout = ("this command needs the repository's tests/ and results/: run it from a checkout installed with "
                 "pip install -e '<checkout>[test]'")
     if not os.path.isdir(args.results):
-        fail(PROG, f"-i {args.results}: no such folder; {checkout}")
+        fail(PROG, f"-i {args.results}: no such folder{relative_to_here(args.results)}"
+             + (f"; {checkout}" if args.results == DEFAULT_RESULTS else ""))
     test_command, studies = plan(args.results, REPOSITORY)
     if not args.skip_tests and not os.path.isfile(test_command[3]):
         fail(PROG, f"{test_command[3]} not found; {checkout}")

@@ -24,7 +24,8 @@ from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequ
 
 import numpy as np
 
-from nnunetv2_morse.cli import command_parser, console_script, integer_at_least, markdown_table, one_line_errors
+from nnunetv2_morse.cli import (command_parser, console_script, integer_at_least, markdown_table, one_line_errors,
+                                relative_to_here)
 from nnunetv2_morse.evaluation.metrics import image_diagonal_mm
 from nnunetv2_morse.ledger.definition import (BenchmarkStudy, Run, StudyError, TrainingStudy, find_studies, load_study,
                                               recorded_identity_mismatch)
@@ -55,16 +56,16 @@ class ComparisonRefused(StudyError):
 @dataclass(frozen=True)
 class Arm:
     """One side of a comparison: a trainer at a seed, scored refined or with the head off, over its finished folds.
-    values[case][class][metric] (NaN where the report has none); one_empty[case]: the classes missed or predicted
-    where absent (one_empty_classes); geometry[case]: (shape, spacing in mm) of its image (None where the report
-    does not say)."""
+    values[case][class][metric] (NaN where the report has none); missed_or_spurious[case]: the classes missed or
+    predicted where absent (missed_or_spurious_classes); geometry[case]: (shape, spacing in mm) of its image (None
+    where the report does not say)."""
     label: str
     folds: Tuple[int, ...]
     case_folds: Mapping[str, int]
     classes: Tuple[str, ...]
     conventions: Mapping[str, Any]
     values: Mapping[str, Mapping[str, Mapping[str, float]]]
-    one_empty: Mapping[str, Optional[FrozenSet[str]]]
+    missed_or_spurious: Mapping[str, Optional[FrozenSet[str]]]
     geometry: Mapping[str, Optional[Tuple[Tuple[int, ...], Tuple[float, ...]]]]
 
     def array(self, cases: Sequence[str], class_name: str, metric: str) -> np.ndarray:
@@ -102,7 +103,8 @@ def _value(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
-def one_empty_classes(metrics: Mapping[str, Mapping[str, Any]], classes: Sequence[str]) -> Optional[FrozenSet[str]]:
+def missed_or_spurious_classes(metrics: Mapping[str, Mapping[str, Any]], classes: Sequence[str]
+                               ) -> Optional[FrozenSet[str]]:
     """The classes of one case's report entry empty in exactly one of reference and prediction (missed, or predicted
     where absent: Dice and NSD 0, HD95 and ASSD the image's diagonal); None if the entry has no voxel counts."""
     counts = [metrics.get(c, {}) for c in classes]
@@ -119,7 +121,7 @@ def load_arm(study: TrainingStudy, trainer: str, seed: int, head_off: bool = Fal
     """The arm from the finished runs' reports (a run counts once its run.json exists); None if none finished."""
     label = arm_label(trainer, seed, head_off)
     folds, case_folds, values, classes, conventions = [], {}, {}, (), None
-    one_empty, geometry = {}, {}
+    missed_or_spurious, geometry = {}, {}
     for fold in study.folds:
         folder = os.path.join(study.folder, Run(trainer, seed, fold).folder)
         if not os.path.isfile(os.path.join(folder, RECORD_FILE)):
@@ -137,13 +139,13 @@ def load_arm(study: TrainingStudy, trainer: str, seed: int, head_off: bool = Fal
                 raise ComparisonRefused(f"{label}: case {case} is validated in fold {case_folds[case]} and {fold}")
             case_folds[case] = fold
             values[case] = {c: {m: _value(entry["metrics"].get(c, {}).get(m)) for m in METRICS} for c in classes}
-            one_empty[case] = one_empty_classes(entry["metrics"], classes)
+            missed_or_spurious[case] = missed_or_spurious_classes(entry["metrics"], classes)
             geometry[case] = ((tuple(entry["shape"]), tuple(entry["spacing_mm"]))
                               if "shape" in entry and "spacing_mm" in entry else None)
         folds.append(fold)
     if not folds:
         return None
-    return Arm(label, tuple(folds), case_folds, classes, conventions, values, one_empty, geometry)
+    return Arm(label, tuple(folds), case_folds, classes, conventions, values, missed_or_spurious, geometry)
 
 
 @dataclass(frozen=True)
@@ -160,15 +162,16 @@ class Row:
 @dataclass(frozen=True)
 class Paired:
     """model against baseline over the cases of the folds both have finished; rows per class (and foreground mean)
-    and metric, BH-corrected over all of them; differences[class][metric] for the figure; one_empty: each side's
-    number of class-case pairs missed or predicted where absent (None where its reports do not say)."""
+    and metric, BH-corrected over all of them; differences[class][metric] for the figure;
+    missed_or_spurious_counts: each side's number of class-case pairs missed or predicted where absent (None where
+    its reports do not say)."""
     baseline: str
     model: str
     folds: Tuple[int, ...]
     num_cases: int
     rows: Tuple[Row, ...]
     differences: Mapping[str, Mapping[str, List[float]]]
-    one_empty: Tuple[Optional[int], Optional[int]]
+    missed_or_spurious_counts: Tuple[Optional[int], Optional[int]]
 
     def row(self, class_name: str, metric: str) -> Row:
         return next(r for r in self.rows if r.class_name == class_name and r.metric == metric)
@@ -206,11 +209,11 @@ def compare_arms(baseline: Arm, model: Arm, resamples: int) -> Paired:
     adjusted = statistics.adjusted_p_values([r[4].p_value for r in rows])
     return Paired(baseline.label, model.label, folds, len(cases),
                   tuple(Row(*r, float(p)) for r, p in zip(rows, adjusted)), differences,
-                  (_count_one_empty(baseline, cases), _count_one_empty(model, cases)))
+                  (_count_missed_or_spurious(baseline, cases), _count_missed_or_spurious(model, cases)))
 
 
-def _count_one_empty(arm: Arm, cases: Sequence[str]) -> Optional[int]:
-    found = [arm.one_empty[c] for c in cases]
+def _count_missed_or_spurious(arm: Arm, cases: Sequence[str]) -> Optional[int]:
+    found = [arm.missed_or_spurious[c] for c in cases]
     return None if any(f is None for f in found) else sum(len(f) for f in found)
 
 
@@ -220,9 +223,10 @@ MISSED_OR_SPURIOUS = "class-case pairs with the class missed or predicted where 
 def failure_counts(paired: Paired) -> str:
     """'11 of <baseline>, 8 of <model>': each side's class-case pairs missed or predicted where absent; '' where the
     reports do not say."""
-    if None in paired.one_empty:
+    baseline, model = paired.missed_or_spurious_counts
+    if baseline is None or model is None:
         return ""
-    return f"{paired.one_empty[0]} of {paired.baseline}, {paired.one_empty[1]} of {paired.model}"
+    return f"{baseline} of {paired.baseline}, {model} of {paired.model}"
 
 
 def detection_failures(paired: Paired) -> str:
@@ -746,8 +750,8 @@ other side predicted it, wrongly, the side without a value gets the score of a c
 either side is left out. A model's mean and median are over the pairs of its comparison, so the same model can show
 slightly different ones in two comparisons. A class missed, or predicted where the reference has none, scores Dice and
 NSD 0 and HD95 and ASSD the image's diagonal (the study's scoring row gives it): a few such class-case pairs move the
-HD95 and ASSD means by millimetres, so each comparison counts them per side, and the medians are not moved by
-them. The per-case foreground mean averages the classes with a value on both sides. The difference
+HD95 and ASSD means by millimetres, so each comparison counts them per side; the medians are hardly moved by
+them while they are few. The per-case foreground mean averages the classes with a value on both sides. The difference
 is model − baseline: for Dice and NSD higher is better, so a positive difference favours the model; for HD95 and ASSD
 (mm) lower is better, so a negative one does. The 95% confidence interval of the mean difference is
 scipy.stats.bootstrap's (BCa, {resamples} resamples, seed 0). p is the two-sided Wilcoxon signed-rank test
@@ -841,9 +845,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                              "if any; figures are not compared)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.results):
-        where = ("" if os.path.isabs(args.results)
-                 else f" (from {os.getcwd()}: run from the repository root, or give -i)")
-        parser.error(f"-i {args.results}: no such folder{where}")
+        parser.error(f"-i {args.results}: no such folder{relative_to_here(args.results)}")
     root = os.path.dirname(os.path.abspath(args.results))
     output = args.output or os.path.join(root, "RESULTS.md")
     readme = args.readme or default_readme(args.results)

@@ -30,7 +30,7 @@ BEGIN = "<!-- verdict: rendered by nnUNetv2_morse_results from the ledger (resul
 END = "<!-- end of verdict -->"
 SIGNIFICANCE = 0.05
 MIXED = "mixed: the mean and the signed ranks point opposite ways"
-RANKS_ONLY = "{} by the signed ranks only: the mean's interval includes 0"
+RANKS_ONLY = "{} by the signed ranks only: {}"
 COST_BASELINE = "nnUNetTrainer"
 COST_TRAINERS = ("nnUNetTrainerMORSE", "nnUNetTrainerMORSE_paper")
 COST_RATIOS = (("step_s", "step"), ("peak_memory_mb", "peak memory"), ("inference_s", "inference"))
@@ -72,14 +72,17 @@ def significance_word(metric: str, row: Row) -> str:
     if side != 0 and ranks_oppose(side, d.rank_sign):
         return MIXED
     word = "better" if (d.rank_sign > 0) == HIGHER_IS_BETTER[metric] else "worse"
-    return word if excludes_zero else RANKS_ONLY.format(word)
+    if excludes_zero:
+        return word
+    interval = np.isfinite(d.low) and np.isfinite(d.high)
+    return RANKS_ONLY.format(word, "the mean's interval includes 0" if interval else "the mean has no interval")
 
 
 def verdict_word(metric: str, row: Row, floor: Optional[float]) -> str:
-    """significance_word, except that a 'better' or 'worse' with |difference| <= floor is 'within the seed-to-seed
-    noise'; without a floor (no second seed finished) 'better' and 'worse' say so."""
+    """significance_word, except that a 'better' or 'worse' (by the signed ranks only, too) with |difference| <=
+    floor is 'within the seed-to-seed noise'; without a floor (no second seed finished) such a word says so."""
     word = significance_word(metric, row)
-    if word not in ("better", "worse"):
+    if word.split(" ", 1)[0] not in ("better", "worse"):
         return word
     if floor is None:
         return f"{word}, noise floor not yet measured"
