@@ -9,6 +9,7 @@ import SimpleITK as sitk
 from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 from nnunetv2_morse.datasets import colin27
 from nnunetv2_morse.datasets.colin27 import (LABELS, class_of_region, contiguous_folds, interleaved_folds, make_colin27_dataset,
+    validation_slabs,
                                              read_region_names, region_class_lut)
 from nnunetv2_morse.datasets.commands import make_colin27_entry
 
@@ -163,6 +164,23 @@ def test_interleaved_folds():
         assert sorted(split["train"] + split["val"]) == sorted(f"c{i}" for i in range(13))
     with pytest.raises(ValueError, match="only 4 slabs of 3 of the 12 cases, need at least 5"):
         interleaved_folds([f"c{i}" for i in range(12)], slab=3)
+
+
+@pytest.mark.parametrize("folds", [range(5), [0], [1, 3, 4]])
+def test_validation_slabs_are_found_again_from_the_folds_of_the_cases(folds):
+    """The slab of each case, from its fold alone (any folds present, the last slab shorter), is interleaved_folds'
+    slab i of cases 6i..6i+5, read in case-id order whatever order the cases come in."""
+    case_ids = [f"colin27_z{z:03d}" for z in range(37, 179)]
+    splits = interleaved_folds(case_ids, 6)
+    case_folds = {c: f for f in folds for c in reversed(splits[f]["val"])}
+    slabs = validation_slabs(case_folds, 6)
+    assert set(slabs) == set(case_folds)
+    same_slab = {(a, b) for a in slabs for b in slabs if slabs[a] == slabs[b]}
+    assert same_slab == {(a, b) for a in slabs for b in slabs
+                         if case_ids.index(a) // 6 == case_ids.index(b) // 6}
+    assert len(set(slabs.values())) == len({case_ids.index(c) // 6 for c in slabs})
+    with pytest.raises(ValueError, match="slab must be >= 1"):
+        validation_slabs(case_folds, 0)
 
 
 def test_2d_validation_slabs_dealt_to_the_folds(tmp_path, source):

@@ -4,8 +4,8 @@ import pytest
 
 import scipy.stats
 
-from nnunetv2_morse.evaluation.statistics import (adjusted_p_values, mean_confidence_interval, paired_statistics,
-                                                  ranks_oppose)
+from nnunetv2_morse.evaluation.statistics import (adjusted_p_values, mean_confidence_interval, paired_difference,
+                                                  paired_statistics, ranks_oppose, unit_sums)
 
 
 def benjamini_hochberg(p_values):
@@ -113,3 +113,25 @@ def test_ranks_oppose_only_a_difference_of_the_other_sign(difference, rank_sign,
     assert ranks_oppose(difference, rank_sign) is oppose
     with pytest.raises(ValueError, match="non-zero difference"):
         ranks_oppose(0.0, rank_sign)
+
+
+def test_a_unit_of_identical_cases_counts_once():
+    """Each of 24 differences copied into a unit of 6 cases: the units' interval and signed-rank p are the 24
+    differences' own; taken as 144 independent cases, the interval would be about sqrt(6) times narrower."""
+    differences = np.random.default_rng(4).normal(0.01, 0.05, 24)
+    copies, units = np.repeat(differences, 6), np.repeat(np.arange(24)[::-1], 6)
+    alone = paired_difference(np.zeros(24), differences, 999)
+    grouped = paired_difference(np.zeros(144), copies, 999, units=units)
+    assert (grouped.count, grouped.units, grouped.nonzero, alone.units) == (144, 24, 24, 24)
+    assert (grouped.low, grouped.high) == pytest.approx((alone.low, alone.high), rel=1e-9)
+    assert grouped.p_value == pytest.approx(scipy.stats.wilcoxon(differences).pvalue)
+    assert (grouped.mean, grouped.rank_sign) == (pytest.approx(np.mean(differences)), alone.rank_sign)
+    naive = paired_difference(np.zeros(144), copies, 999)
+    assert (naive.high - naive.low) < 0.6 * (grouped.high - grouped.low)
+
+
+def test_units_pool_their_cases_by_sum_and_count():
+    sums, counts = unit_sums(np.array([1.0, 2.0, 4.0, 8.0]), np.array(["b", "a", "b", "c"]))
+    assert sums.tolist() == [5.0, 2.0, 8.0] and counts.tolist() == [2.0, 1.0, 1.0]
+    low, high, method = mean_confidence_interval(np.array([0.1, 0.3, 0.2]), 99, units=np.array([0, 0, 0]))
+    assert np.isnan(low) and np.isnan(high) and method == "none"  # one unit: no interval

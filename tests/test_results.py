@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import bootstrap, false_discovery_control, wilcoxon
 
-from ledger_files import study_definition, write_finished_run, write_json, write_study
+from ledger_files import METRICS, study_definition, write_finished_run, write_json, write_study
 from nnunetv2_morse import benchmark
 from nnunetv2_morse.evaluation import statistics
 from nnunetv2_morse.ledger import render, verdict
@@ -200,6 +200,43 @@ def test_results_md_shows_the_numbers_noise_floor_head_and_figures(ledger, tmp_p
     for name in ("test_study_1_differences.png", "test_study_1_curves.png", "test_study_head_off.png"):
         assert (tmp_path / "results" / "figures" / name).read_bytes()[:4] == b"\x89PNG"
         assert f"](results/figures/{name})" in text
+
+
+def test_slices_of_one_volume_are_resampled_and_ranked_by_validation_slab(tmp_path, monkeypatch):
+    """A Colin27 study of 20 slices, validation slabs of 2 over 2 folds: both slices of a slab differ by the same
+    amount, so the comparison has 10 independent differences, not 20: its interval and p are those of the 10 slabs'
+    differences, its tables and verdict say '20 in 10 slabs'; counted as 20 cases, the interval would be narrower."""
+    dataset = {"builder": "colin27", "id": 620, "arguments": {"mode": "2d", "validation_slab": 2}}
+    study = write_study(tmp_path / "results" / "slab_study", dataset=dataset, trainers={"nnUNetTrainer": [0],
+                        "nnUNetTrainerMORSE": [0]}, head_off=[],
+                        comparisons=[dict(study_definition()["comparisons"][0], verdict=True)])
+    case_ids = [f"colin27_z{z:03d}" for z in range(40, 60)]
+    slab_shift = np.random.default_rng(5).normal(0.02, 0.03, 10)
+    for fold in (0, 1):
+        slabs = [i for i in range(10) if i % 2 == fold]
+        base = {case_ids[2 * i + k]: {"a": {m: 0.5 for m in METRICS}} for i in slabs for k in (0, 1)}
+        morse = {case_ids[2 * i + k]: {"a": {m: 0.5 + slab_shift[i] for m in METRICS}} for i in slabs for k in (0, 1)}
+        write_finished_run(study, "nnUNetTrainer", 0, fold, base)
+        write_finished_run(study, "nnUNetTrainerMORSE", 0, fold, morse)
+    paired = compare_arms(load_arm(study, "nnUNetTrainer", 0), load_arm(study, "nnUNetTrainerMORSE", 0), 999,
+                          study.dataset)
+    assert (paired.num_cases, paired.num_units, paired.unit_name) == (20, 10, "slab")
+    d = paired.row(FOREGROUND_MEAN, "Dice").difference
+    in_order = slab_shift[[0, 2, 4, 6, 8, 1, 3, 5, 7, 9]]  # fold 0's slabs first, as the arms list the cases
+    interval = bootstrap((in_order,), np.mean, n_resamples=999, rng=np.random.default_rng(0)).confidence_interval
+    assert (d.count, d.units, d.low, d.high) == (20, 10, pytest.approx(interval.low), pytest.approx(interval.high))
+    assert d.p_value == pytest.approx(wilcoxon(in_order).pvalue)
+    naive = compare_arms(load_arm(study, "nnUNetTrainer", 0), load_arm(study, "nnUNetTrainerMORSE", 0), 999)
+    assert naive.num_units == 20 and naive.unit_name is None
+    assert naive.row(FOREGROUND_MEAN, "Dice").difference.high - naive.row(FOREGROUND_MEAN, "Dice").difference.low \
+        < 0.8 * (d.high - d.low)
+    write_readme(tmp_path / "README.md")
+    monkeypatch.chdir(tmp_path)
+    render_main()
+    row = next(line for line in (tmp_path / "RESULTS.md").read_text().splitlines()
+               if line.startswith("| nnUNetTrainerMORSE | Dice |"))
+    assert "| 20 in 10 slabs |" in row
+    assert "2 of 2 folds finished, 20 paired cases in 10 slabs" in block_of(tmp_path / "README.md")
 
 
 def test_unfinished_folds_make_a_preliminary_comparison(ledger, tmp_path):
@@ -520,7 +557,7 @@ def test_a_mean_shift_against_the_signed_ranks_is_mixed_not_better_or_worse(metr
 
 
 def test_significant_ranks_without_an_interval_do_not_claim_one():
-    difference = statistics.PairedDifference(20, 20, 0.01, 0.01, np.nan, np.nan, 0.001, "none", "", 1)
+    difference = statistics.PairedDifference(20, 20, 20, 0.01, 0.01, np.nan, np.nan, 0.001, "none", "", 1)
     row = render.Row(FOREGROUND_MEAN, "Dice", None, None, difference, 0.001)
     assert verdict.significance_word("Dice", row) == "better by the signed ranks only: the mean has no interval"
 
@@ -583,7 +620,7 @@ def test_ema_change_is_none_without_a_finished_curve(ledger):
 def test_verdict_word(metric, low, high, p_adjusted, floor, word):
     """The signed ranks point the way of the mean here; where they point against it, see the tests of MIXED."""
     mean = (low + high) / 2
-    difference = statistics.PairedDifference(20, 20, mean, mean, low, high, p_adjusted, "BCa", "", int(np.sign(mean)))
+    difference = statistics.PairedDifference(20, 20, 20, mean, mean, low, high, p_adjusted, "BCa", "", int(np.sign(mean)))
     assert verdict.verdict_word(metric, render.Row(FOREGROUND_MEAN, metric, None, None, difference, p_adjusted),
                                 floor) == word
 

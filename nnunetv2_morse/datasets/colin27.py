@@ -49,7 +49,7 @@ import json
 import os
 import shutil
 import subprocess
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -58,7 +58,7 @@ from skimage.measure import block_reduce
 from nnunetv2_morse.datasets.raw import majority_downsample, prepare_raw_dataset_folder, write_case, write_dataset_json
 
 __all__ = ["make_colin27_dataset", "read_region_names", "class_of_region", "region_class_lut", "contiguous_folds",
-           "interleaved_folds", "missing_source_files", "install_source", "CLASS_GROUPS", "LABELS",
+           "interleaved_folds", "validation_slabs", "missing_source_files", "install_source", "CLASS_GROUPS", "LABELS",
            "DEFAULT_SOURCE_DIR", "SOURCE_FILES"]
 
 DEFAULT_SOURCE_DIR = "/usr/share/mricron/templates"
@@ -145,6 +145,19 @@ def interleaved_folds(case_ids: Sequence[str], slab: int, num_folds: int = NUM_F
     fold_of = [(i // slab) % num_folds for i in range(len(case_ids))]
     return [{"train": [c for c, f in zip(case_ids, fold_of) if f != k],
              "val": [c for c, f in zip(case_ids, fold_of) if f == k]} for k in range(num_folds)]
+
+
+def validation_slabs(case_folds: Mapping[str, int], slab: int) -> Dict[str, Tuple[int, int]]:
+    """The validation slab of each case of ``case_folds`` (case id -> fold, as interleaved_folds dealt them), as
+    (fold, the slab's rank among that fold's): each fold validates whole slabs of ``slab`` consecutive cases, so its
+    cases, in id order (the slice order: ids are zero-padded), fall into slabs of ``slab``, the last maybe shorter.
+    Needs every validation case of each fold present; folds may be missing."""
+    if slab < 1:
+        raise ValueError(f"slab must be >= 1, got {slab}")
+    of_fold: Dict[int, List[str]] = {}
+    for case, fold in sorted(case_folds.items()):
+        of_fold.setdefault(fold, []).append(case)
+    return {case: (fold, rank // slab) for fold, cases in of_fold.items() for rank, case in enumerate(cases)}
 
 
 def _load_source(source_dir: str) -> Tuple[sitk.Image, np.ndarray, np.ndarray]:

@@ -10,6 +10,10 @@ ledger's RESULTS.md (``nnUNetv2_morse_results``).
 - the 95% confidence interval of the mean difference: BCa bootstrap (``scipy.stats.bootstrap``, 9999 resamples,
   seed 0, so the same cases give the same interval), the percentile bootstrap where BCa is undefined, and the
   method used is recorded;
+- cases that are not independent (slices of one volume) can be grouped into independent units: the interval then
+  resamples whole units (the mean over the cases of the resampled units, scipy.stats.bootstrap on the units' sums
+  and case counts, paired), and the signed-rank test and its direction take one difference per unit, the mean over
+  its cases, so that a unit of k near-identical cases counts once, not k times;
 - ``adjusted_p_values``: Benjamini-Hochberg false-discovery-rate control (``scipy.stats.false_discovery_control``)
   over a family of p-values, e.g. every class and metric of one model.
 
@@ -17,7 +21,7 @@ scipy is imported by the functions, not with the module, so that commands import
 """
 import warnings
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -37,11 +41,13 @@ class Summary:
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """model - baseline over the cases finite on both sides: count (of them nonzero differ), mean and median
-    difference, the mean's confidence interval low / high (NaN with fewer than 2 pairs) and its method (interval:
-    "BCa", "percentile", "equal" or "none"), the Wilcoxon p (NaN without pairs), its note ("" if none) and
-    rank_sign (signed_rank_direction: +1, -1 or 0)."""
+    """model - baseline over the cases finite on both sides: count, and the units they fall into (units: count
+    where each case is its own; nonzero: the units whose mean difference is not 0), mean and median difference over
+    the cases, the mean's confidence interval low / high (NaN with fewer than 2 units) and its method (interval:
+    "BCa", "percentile", "equal" or "none"), the Wilcoxon p over the units (NaN without pairs), its note ("" if
+    none) and rank_sign (signed_rank_direction of the units: +1, -1 or 0)."""
     count: int
+    units: int
     nonzero: int
     mean: float
     median: float
@@ -92,40 +98,66 @@ def ranks_oppose(difference: float, rank_sign: int) -> bool:
     return rank_sign == (-1 if difference > 0 else 1)
 
 
+def unit_sums(differences: np.ndarray, units: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """(sums, counts), each (u,): the differences (n,) summed per unit (units (n,): a label per case, None: each case
+    its own unit), in the order of the units' first cases."""
+    if units is None:
+        return differences, np.ones(differences.shape)
+    labels, first, index = np.unique(units, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty(labels.size, dtype=int)
+    rank[order] = np.arange(labels.size)
+    return (np.bincount(rank[index], weights=differences, minlength=labels.size),
+            np.bincount(rank[index], minlength=labels.size).astype(float))
+
+
+def _pooled_mean(sums: np.ndarray, counts: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.sum(sums, axis=axis) / np.sum(counts, axis=axis)
+
+
 def mean_confidence_interval(differences: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
-                             seed: int = BOOTSTRAP_SEED) -> Tuple[float, float, str]:
+                             seed: int = BOOTSTRAP_SEED, units: Optional[np.ndarray] = None
+                             ) -> Tuple[float, float, str]:
     """(low, high, method) of the CONFIDENCE_LEVEL interval of the mean of differences (n,): scipy.stats.bootstrap's
-    BCa interval ("percentile" where BCa is undefined), reproducible by seed; equal differences give the point itself
-    ("equal"); fewer than 2 differences, or no finite interval: NaN, "none"."""
+    BCa interval ("percentile" where BCa is undefined), reproducible by seed, resampling the cases, or whole units
+    where units (n,) labels them (unit_sums); equal differences give the point itself ("equal"); fewer than 2 units,
+    or no finite interval: NaN, "none"."""
     from scipy.stats import bootstrap
 
-    if differences.size < 2:
+    sums, counts = unit_sums(differences, units)
+    if sums.size < 2:
         return float("nan"), float("nan"), "none"
     if np.ptp(differences) == 0:
         return float(differences[0]), float(differences[0]), "equal"
+    data, statistic = ((differences,), np.mean) if units is None else ((sums, counts), _pooled_mean)
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            interval = bootstrap((differences,), np.mean, n_resamples=resamples, confidence_level=CONFIDENCE_LEVEL,
-                                 method=method, random_state=np.random.default_rng(seed)).confidence_interval
+            interval = bootstrap(data, statistic, n_resamples=resamples, confidence_level=CONFIDENCE_LEVEL,
+                                 paired=units is not None, method=method,
+                                 random_state=np.random.default_rng(seed)).confidence_interval
         if np.isfinite(interval.low) and np.isfinite(interval.high):
             return float(interval.low), float(interval.high), method
     return float("nan"), float("nan"), "none"
 
 
 def paired_difference(baseline: np.ndarray, model: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
-                      seed: int = BOOTSTRAP_SEED) -> PairedDifference:
-    """Statistics of model - baseline, both (n,) in the same case order, over the cases finite on both sides."""
+                      seed: int = BOOTSTRAP_SEED, units: Optional[np.ndarray] = None) -> PairedDifference:
+    """Statistics of model - baseline, both (n,) in the same case order, over the cases finite on both sides;
+    units (n,): each case's unit where the cases are not independent (module doc), None: each case its own."""
     both = np.isfinite(baseline) & np.isfinite(model)
     differences = model[both] - baseline[both]
     if differences.size == 0:
         nan = float("nan")
-        return PairedDifference(0, 0, nan, nan, nan, nan, nan, "none", "no case is scored on both sides", 0)
-    low, high, interval = mean_confidence_interval(differences, resamples, seed)
-    p_value, note = wilcoxon_p_value(differences)
-    return PairedDifference(int(differences.size), int(np.count_nonzero(differences)), float(np.mean(differences)),
-                            float(np.median(differences)), low, high, p_value, interval, note,
-                            signed_rank_direction(differences))
+        return PairedDifference(0, 0, 0, nan, nan, nan, nan, nan, "none", "no case is scored on both sides", 0)
+    kept = None if units is None else np.asarray(units)[both]
+    low, high, interval = mean_confidence_interval(differences, resamples, seed, kept)
+    sums, counts = unit_sums(differences, kept)
+    unit_means = sums / counts
+    p_value, note = wilcoxon_p_value(unit_means)
+    return PairedDifference(int(differences.size), int(unit_means.size), int(np.count_nonzero(unit_means)),
+                            float(np.mean(differences)), float(np.median(differences)), low, high, p_value, interval,
+                            note, signed_rank_direction(unit_means))
 
 
 def paired_statistics(baseline: np.ndarray, model: np.ndarray) -> dict:

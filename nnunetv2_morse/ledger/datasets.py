@@ -3,7 +3,7 @@ name (``BUILDERS``), an nnU-Net dataset id and the builder's keyword arguments."
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from typing import Callable, Dict, Hashable, Mapping, Optional, Tuple
 
 from nnunetv2_morse.ledger.definition import DatasetDefinition, StudyError
 
@@ -42,3 +42,16 @@ def build_dataset(dataset: DatasetDefinition, raw_dir: str, preprocessed_dir: st
         return function(raw_dir, dataset.id, **dataset.arguments, **extra)
     except (FileNotFoundError, ValueError) as error:
         raise StudyError(f"dataset {dataset.id} ({dataset.builder}): {error}") from error
+
+
+def resampling_units(dataset: DatasetDefinition, case_folds: Mapping[str, int]
+                     ) -> Optional[Tuple[str, Dict[str, Hashable]]]:
+    """(unit name, case -> unit) where a study's cases are not independent: a Colin27 dataset with validation slabs
+    (slices, or slabs, of one volume, each fold validating slabs of consecutive ones: colin27.validation_slabs),
+    ("slab", its validation slab); None where each case is its own unit (other builders, or Colin27's contiguous
+    folds, which would leave only 5 units)."""
+    slab = dataset.arguments.get("validation_slab", 0)
+    if dataset.builder != "colin27" or not slab:
+        return None
+    from nnunetv2_morse.datasets.colin27 import validation_slabs
+    return "slab", validation_slabs(case_folds, slab)

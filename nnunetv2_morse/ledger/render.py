@@ -27,8 +27,9 @@ import numpy as np
 from nnunetv2_morse.cli import (command_parser, console_script, integer_at_least, markdown_table, one_line_errors,
                                 relative_to_here)
 from nnunetv2_morse.evaluation.metrics import image_diagonal_mm
-from nnunetv2_morse.ledger.definition import (BenchmarkStudy, Run, StudyError, TrainingStudy, find_studies, load_study,
-                                              recorded_identity_mismatch)
+from nnunetv2_morse.ledger.datasets import resampling_units
+from nnunetv2_morse.ledger.definition import (BenchmarkStudy, DatasetDefinition, Run, StudyError, TrainingStudy,
+                                              find_studies, load_study, recorded_identity_mismatch)
 from nnunetv2_morse.ledger.gpu import CUDA_TESTS_FOLDER, CUDA_TESTS_SUMMARY
 from nnunetv2_morse.ledger.records import read_json, read_text, write_text
 from nnunetv2_morse.ledger.run import (CURVES_FILE, HEAD_OFF_FILE, METRICS_FILE, RECORD_FILE, expected_files,
@@ -164,7 +165,9 @@ class Paired:
     """model against baseline over the cases of the folds both have finished; rows per class (and foreground mean)
     and metric, BH-corrected over all of them; differences[class][metric] for the figure;
     missed_or_spurious_counts: each side's number of class-case pairs missed or predicted where absent (None where
-    its reports do not say)."""
+    its reports do not say); unit_name and num_units: the independent units the cases fall into (ledger.datasets.
+    resampling_units), which the intervals resample and the signed-rank tests rank (None, num_cases: each case its
+    own)."""
     baseline: str
     model: str
     folds: Tuple[int, ...]
@@ -172,13 +175,16 @@ class Paired:
     rows: Tuple[Row, ...]
     differences: Mapping[str, Mapping[str, List[float]]]
     missed_or_spurious_counts: Tuple[Optional[int], Optional[int]]
+    unit_name: Optional[str]
+    num_units: int
 
     def row(self, class_name: str, metric: str) -> Row:
         return next(r for r in self.rows if r.class_name == class_name and r.metric == metric)
 
 
-def compare_arms(baseline: Arm, model: Arm, resamples: int) -> Paired:
-    """Paired statistics of model - baseline; ComparisonRefused if the two cannot be paired."""
+def compare_arms(baseline: Arm, model: Arm, resamples: int, dataset: Optional[DatasetDefinition] = None) -> Paired:
+    """Paired statistics of model - baseline, over the independent units of the study's dataset where its cases are
+    not independent (ledger.datasets.resampling_units); ComparisonRefused if the two cannot be paired."""
     from nnunetv2_morse.evaluation import statistics
 
     for key in CONVENTION_KEYS:
@@ -196,6 +202,10 @@ def compare_arms(baseline: Arm, model: Arm, resamples: int) -> Paired:
         raise ComparisonRefused(f"{model.label} and {baseline.label} validate {moved[0]} in different folds "
                                 f"({model.case_folds[moved[0]]} and {baseline.case_folds[moved[0]]}): their splits "
                                 "differ")
+    grouping = None if dataset is None else resampling_units(dataset, {c: baseline.case_folds[c] for c in cases})
+    unit_of = {} if grouping is None else {c: grouping[1][c] for c in cases}
+    index = {unit: i for i, unit in enumerate(dict.fromkeys(unit_of.values()))}
+    units = None if grouping is None else np.array([index[unit_of[c]] for c in cases])
     rows, differences = [], {}
     for class_name in (*baseline.classes, FOREGROUND_MEAN):
         differences[class_name] = {}
@@ -205,11 +215,12 @@ def compare_arms(baseline: Arm, model: Arm, resamples: int) -> Paired:
             both = np.isfinite(b) & np.isfinite(m)
             differences[class_name][metric] = (m[both] - b[both]).tolist()
             rows.append((class_name, metric, statistics.summary(b[both]), statistics.summary(m[both]),
-                         statistics.paired_difference(b, m, resamples)))
+                         statistics.paired_difference(b, m, resamples, units=units)))
     adjusted = statistics.adjusted_p_values([r[4].p_value for r in rows])
     return Paired(baseline.label, model.label, folds, len(cases),
                   tuple(Row(*r, float(p)) for r, p in zip(rows, adjusted)), differences,
-                  (_count_missed_or_spurious(baseline, cases), _count_missed_or_spurious(model, cases)))
+                  (_count_missed_or_spurious(baseline, cases), _count_missed_or_spurious(model, cases)),
+                  *((None, len(cases)) if grouping is None else (grouping[0], len(set(units)))))
 
 
 def _count_missed_or_spurious(arm: Arm, cases: Sequence[str]) -> Optional[int]:
@@ -324,11 +335,17 @@ def _mean_median(metric: str, s: Any) -> str:
     return f"{_number(metric, s.mean)} / {_number(metric, s.median)}"
 
 
+def count_text(count: int, units: int, unit_name: Optional[str], noun: str = "") -> str:
+    """'142 <noun>', and ' in 24 slabs' where the cases fall into fewer independent units."""
+    head = f"{count} {noun}" if noun else str(count)
+    return head if unit_name is None or units == count else f"{head} in {units} {unit_name}s"
+
+
 def _noise(noise: Optional[Paired], class_name: str, metric: str) -> str:
     if noise is None:
         return "–"
     d = noise.row(class_name, metric).difference
-    return f"{_difference(metric, d)} (n {d.count})"
+    return f"{_difference(metric, d)} (n {count_text(d.count, d.units, noise.unit_name)})"
 
 
 def _metric_label(metric: str) -> str:
@@ -351,7 +368,8 @@ def paired_table(pairs: Sequence[Tuple[str, Paired, Optional[Paired], Optional[P
                          if with_noise else "")
                 lines.append(f"| {name if key == 'model' else class_name} | {metric} | "
                              f"{_mean_median(metric, r.baseline)} | {_mean_median(metric, r.model)} | "
-                             f"{r.difference.count} | {_difference(metric, r.difference)} | "
+                             f"{count_text(r.difference.count, r.difference.units, paired.unit_name)} | "
+                             f"{_difference(metric, r.difference)} | "
                              f"{_wilcoxon(r.difference)} | {_p(r.p_adjusted)} |" + noise)
     return lines
 
@@ -395,7 +413,7 @@ class StudyRenderer:
             reference = self.arm(trainer, self.study.seed)
             other = self.arm(trainer, others[0]) if others else None
             self.noises[trainer] = (None if reference is None or other is None
-                                    else compare_arms(reference, other, self.resamples))
+                                    else compare_arms(reference, other, self.resamples, self.study.dataset))
         return self.noises[trainer]
 
     def paired(self, baseline: str, model: str) -> Paired:
@@ -403,7 +421,8 @@ class StudyRenderer:
         cannot be paired."""
         if (baseline, model) not in self.pairs:
             self.pairs[baseline, model] = compare_arms(self.arm(baseline, self.study.seed),
-                                                       self.arm(model, self.study.seed), self.resamples)
+                                                       self.arm(model, self.study.seed), self.resamples,
+                                                       self.study.dataset)
         return self.pairs[baseline, model]
 
     def head_on_off(self, trainer: str) -> Optional[Paired]:
@@ -411,7 +430,8 @@ class StudyRenderer:
         either has no finished fold; ComparisonRefused if they cannot be paired."""
         if trainer not in self.head_pairs:
             on, off = self.arm(trainer, self.study.seed), self.arm(trainer, self.study.seed, head_off=True)
-            self.head_pairs[trainer] = None if on is None or off is None else compare_arms(off, on, self.resamples)
+            self.head_pairs[trainer] = (None if on is None or off is None
+                                        else compare_arms(off, on, self.resamples, self.study.dataset))
         return self.head_pairs[trainer]
 
     @property
@@ -757,9 +777,12 @@ is model − baseline: for Dice and NSD higher is better, so a positive differen
 scipy.stats.bootstrap's (BCa, {resamples} resamples, seed 0). p is the two-sided Wilcoxon signed-rank test
 (scipy.stats.wilcoxon, zero differences dropped; all differences zero: p = 1); p (BH) is p corrected with
 Benjamini-Hochberg (scipy.stats.false_discovery_control) over the classes, the foreground mean and the four metrics of
-one model against its baseline. The interval and p take the cases as independent for fixed trained models: they
-leave out how much a model changes when trained again, and cases of one subject (slices of one volume) are not
-independent, so they can be too narrow. The noise columns measure the first: the same trainer trained with another
+one model against its baseline. Where a study's cases are slices of one volume, neighbouring slices are nearly
+the same image, so they are not independent: there the interval resamples, and the signed-rank test ranks, whole
+validation slabs (the runs of consecutive slices that one fold validates; n says "142 in 24 slabs"), each slab's
+difference the mean over its slices, so that a slab counts once however many slices it has. Slabs of one volume
+still share its anatomy, so even these intervals lean narrow. Both take the trained models as fixed: they leave out
+how much a model changes when trained again. The noise columns measure that: the same trainer trained with another
 seed minus the comparison seed, paired the same way; a difference inside the noise floor is not evidence.
 """
 

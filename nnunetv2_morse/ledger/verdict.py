@@ -23,7 +23,7 @@ from nnunetv2_morse.ledger.records import read_text, write_text
 from nnunetv2_morse.ledger.render import (FOREGROUND_MEAN, HIGHER_IS_BETTER, LEVELLED_OFF, LEVELLING_SHARE, METRICS,
                                           ComparisonRefused, Paired, RecordedBenchmark, RenderedLedger, Row,
                                           StudyRenderer, _difference, detection_failures,
-                                          _list, _metric_label, _number, _p, has_not_levelled_off,
+                                          _list, _metric_label, _number, _p, count_text, has_not_levelled_off,
                                           render_ledger)
 
 BEGIN = "<!-- verdict: rendered by nnUNetv2_morse_results from the ledger (results/); do not edit -->"
@@ -52,8 +52,8 @@ def floor_text(metric: str, floor: Optional[Tuple[float, Paired]], paired: Paire
     value, source = floor
     fewer = " only" if set(source.folds) < set(paired.folds) else ""
     origin = ("" if source.folds == paired.folds else
-              f" (from fold{'s' if len(source.folds) > 1 else ''} {_list(source.folds)}{fewer}, {source.num_cases} "
-              "cases)")
+              f" (from fold{'s' if len(source.folds) > 1 else ''} {_list(source.folds)}{fewer}, "
+              f"{count_text(source.num_cases, source.num_units, source.unit_name, 'cases')})")
     return f", noise floor {_number(metric, value)}{origin}"
 
 
@@ -127,10 +127,11 @@ def quality_lines(renderer: StudyRenderer, comparison: Comparison, model: str, l
 
 
 def _cases_paired(paired: Paired, study: TrainingStudy) -> str:
-    """'3 of 5 folds finished (**preliminary**), 90 paired cases (<detection_failures>)'."""
+    """'3 of 5 folds finished (**preliminary**), 90 paired cases in 15 slabs (<detection_failures>)'."""
     preliminary = "" if len(paired.folds) == len(study.folds) else " (**preliminary**)"
     failures = detection_failures(paired)
-    return (f"{len(paired.folds)} of {len(study.folds)} folds finished{preliminary}, {paired.num_cases} paired cases"
+    cases = count_text(paired.num_cases, paired.num_units, paired.unit_name, "paired cases")
+    return (f"{len(paired.folds)} of {len(study.folds)} folds finished{preliminary}, {cases}"
             + (f" ({failures})" if failures else ""))
 
 
@@ -218,7 +219,9 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
     unmarked = '- none: mark one with `"verdict": true` in its study.json.'
     return "\n".join(
         [f"**Quality**: the per-case foreground mean, model − baseline [{CONFIDENCE_LEVEL:.0%} bootstrap interval] and "
-         "the Wilcoxon p corrected over classes and metrics (BH). **better** or **worse** needs p (BH) < "
+         "the Wilcoxon p corrected over classes and metrics (BH); where the cases are slices of one volume, both "
+         "take whole validation slabs as the independent units (RESULTS.md says how). **better** or **worse** needs "
+         "p (BH) < "
          f"{SIGNIFICANCE} and an interval that excludes 0 on the side the Wilcoxon ranks point to; with p (BH) < "
          f"{SIGNIFICANCE}, **mixed** where the ranks point against the mean (a few large differences outweigh many "
          "small ones) and **better** or **worse by the signed ranks only** where the interval includes 0; a "
