@@ -9,8 +9,7 @@ import SimpleITK as sitk
 from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 from nnunetv2_morse.datasets import colin27
 from nnunetv2_morse.datasets.colin27 import (LABELS, class_of_region, contiguous_folds, interleaved_folds, make_colin27_dataset,
-    validation_slabs,
-                                             read_region_names, region_class_lut)
+                                             read_region_names, region_class_lut, validation_slabs)
 from nnunetv2_morse.datasets.commands import make_colin27_entry
 
 # a few lines of aal.nii.txt (same numbering and format, CRLF as in the Debian file), with their expected classes
@@ -166,21 +165,28 @@ def test_interleaved_folds():
         interleaved_folds([f"c{i}" for i in range(12)], slab=3)
 
 
+@pytest.mark.parametrize("mode", ["2d", "3d"])
 @pytest.mark.parametrize("folds", [range(5), [0], [1, 3, 4]])
-def test_validation_slabs_are_found_again_from_the_folds_of_the_cases(folds):
-    """The slab of each case, from its fold alone (any folds present, the last slab shorter), is interleaved_folds'
-    slab i of cases 6i..6i+5, read in case-id order whatever order the cases come in."""
-    case_ids = [f"colin27_z{z:03d}" for z in range(37, 179)]
+def test_validation_slabs_are_found_again_from_the_folds_of_the_cases(folds, mode):
+    """Each case's slab, from its fold alone (any folds present, the last slab shorter, cases in any order), is its
+    interleaved_folds slab: case i of the dataset is in slab i // 6."""
+    starts = range(37, 179) if mode == "2d" else range(37, 37 + 16 * 29, 16)
+    case_ids = [f"colin27_z{z:03d}" if mode == "2d" else f"colin27_z{z:03d}-{z + 15:03d}" for z in starts]
     splits = interleaved_folds(case_ids, 6)
     case_folds = {c: f for f in folds for c in reversed(splits[f]["val"])}
-    slabs = validation_slabs(case_folds, 6)
-    assert set(slabs) == set(case_folds)
-    same_slab = {(a, b) for a in slabs for b in slabs if slabs[a] == slabs[b]}
-    assert same_slab == {(a, b) for a in slabs for b in slabs
-                         if case_ids.index(a) // 6 == case_ids.index(b) // 6}
-    assert len(set(slabs.values())) == len({case_ids.index(c) // 6 for c in slabs})
+    assert validation_slabs(case_folds, 6) == {c: case_ids.index(c) // 6 for c in case_folds}
+
+
+def test_validation_slabs_refuse_a_fold_that_lacks_one_of_its_cases():
+    case_ids = [f"colin27_z{z:03d}" for z in range(40, 100)]
+    case_folds = {c: f for f, split in enumerate(interleaved_folds(case_ids, 6)) for c in split["val"]}
+    del case_folds["colin27_z043"]
+    with pytest.raises(ValueError, match="not runs of consecutive slices .*lacks some of its validation cases"):
+        validation_slabs(case_folds, 6)
     with pytest.raises(ValueError, match="slab must be >= 1"):
         validation_slabs(case_folds, 0)
+    with pytest.raises(ValueError, match="case_[78] is not a Colin27 case id"):
+        validation_slabs({"case_7": 0, "case_8": 0}, 6)
 
 
 def test_2d_validation_slabs_dealt_to_the_folds(tmp_path, source):

@@ -135,3 +135,55 @@ def test_units_pool_their_cases_by_sum_and_count():
     assert sums.tolist() == [5.0, 2.0, 8.0] and counts.tolist() == [2.0, 1.0, 1.0]
     low, high, method = mean_confidence_interval(np.array([0.1, 0.3, 0.2]), 99, units=np.array([0, 0, 0]))
     assert np.isnan(low) and np.isnan(high) and method == "none"  # one unit: no interval
+
+
+def cluster_bca_by_hand(sums, counts, resamples=40000, seed=123):
+    """A BCa interval of sum(sums) / sum(counts) resampling whole units (u,), written out: bootstrap draws of units,
+    bias correction z0 from them, acceleration from the leave-one-unit-out jackknife."""
+    from scipy.stats import norm
+
+    observed = sums.sum() / counts.sum()
+    draws = np.random.default_rng(seed).integers(0, sums.size, (resamples, sums.size))
+    replicates = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    z0 = norm.ppf(np.mean(replicates < observed))
+    jackknife = (sums.sum() - sums) / (counts.sum() - counts)
+    spread = jackknife.mean() - jackknife
+    acceleration = np.sum(spread ** 3) / (6 * np.sum(spread ** 2) ** 1.5)
+    z = norm.ppf([0.025, 0.975])
+    levels = norm.cdf(z0 + (z0 + z) / (1 - acceleration * (z0 + z)))
+    return tuple(np.quantile(replicates, levels))
+
+
+def test_units_of_unequal_size_are_resampled_whole_and_pooled_by_case():
+    """20 slabs of 9 or 1 cases, the large ones around +0.05, the single ones around -0.05: the interval is the
+    cluster bootstrap of the case mean (about +0.04), not of the mean of slab means (about 0) nor of the cases."""
+    rng = np.random.default_rng(6)
+    sizes = np.tile([9, 1], 10)
+    units = np.repeat(np.arange(20), sizes)
+    differences = np.where(np.repeat(sizes, sizes) == 9, 0.05, -0.05) + rng.normal(0, 0.03, units.size)
+    sums, counts = unit_sums(differences, units)
+    low, high, method = mean_confidence_interval(differences, 9999, units=units)
+    expected = cluster_bca_by_hand(sums, counts)
+    assert method == "BCa" and low < np.mean(differences) < high
+    assert (low, high) == pytest.approx(expected, abs=0.1 * (expected[1] - expected[0]))
+    alone = mean_confidence_interval(differences, 9999)
+    assert alone[1] - alone[0] < 0.85 * (high - low)
+
+
+def test_the_signed_ranks_and_p_are_taken_over_the_units():
+    """One slab of 10 small negative differences, 3 slabs of one positive each: case by case the ranks point down
+    (55 against 36), slab by slab up; a NaN case leaves its slab, whose other cases still count."""
+    differences = np.array([-0.01 - 0.001 * i for i in range(10)] + [0.02, 0.03, 0.04, np.nan])
+    units = np.array([0] * 10 + [1, 2, 3, 3])
+    by_unit = paired_difference(np.zeros(14), differences, 99, units=units)
+    by_case = paired_difference(np.zeros(14), differences, 99)
+    assert (by_case.rank_sign, by_unit.rank_sign) == (-1, 1)
+    assert (by_unit.count, by_unit.units, by_unit.nonzero) == (13, 4, 4)
+    slab_means = np.array([np.mean(differences[:10]), 0.02, 0.03, 0.04])
+    assert by_unit.p_value == pytest.approx(scipy.stats.wilcoxon(slab_means).pvalue)
+    assert np.isnan(by_unit.low) and by_unit.interval == "none"  # 4 units: too few for an interval
+
+
+def test_units_with_one_mean_give_that_mean_as_the_interval():
+    assert mean_confidence_interval(np.tile([0.1, 0.3], 12), 99, units=np.repeat(np.arange(12), 2)) == (
+        pytest.approx(0.2), pytest.approx(0.2), "equal")

@@ -12,7 +12,8 @@ from ledger_files import METRICS, study_definition, write_finished_run, write_js
 from nnunetv2_morse import benchmark
 from nnunetv2_morse.evaluation import statistics
 from nnunetv2_morse.ledger import render, verdict
-from nnunetv2_morse.ledger.definition import StudyError, load_study
+from nnunetv2_morse.ledger.datasets import resampling_units
+from nnunetv2_morse.ledger.definition import DatasetDefinition, StudyError, load_study
 from nnunetv2_morse.ledger.records import read_json
 from nnunetv2_morse.ledger.render import FOREGROUND_MEAN, compare_arms, load_arm, render_results
 
@@ -237,6 +238,15 @@ def test_slices_of_one_volume_are_resampled_and_ranked_by_validation_slab(tmp_pa
                if line.startswith("| nnUNetTrainerMORSE | Dice |"))
     assert "| 20 in 10 slabs |" in row
     assert "2 of 2 folds finished, 20 paired cases in 10 slabs" in block_of(tmp_path / "README.md")
+
+
+@pytest.mark.parametrize("builder, arguments", [("synthetic", {"dim": 2}), ("boundary", {"dim": 3}),
+                                                ("colin27", {"mode": "2d"}), ("colin27", {"validation_slab": 0})])
+def test_cases_are_their_own_units_unless_they_are_slices_dealt_in_validation_slabs(builder, arguments):
+    case_folds = {f"colin27_z{z:03d}": z % 5 for z in range(40, 60)}
+    assert resampling_units(DatasetDefinition(builder, 620, json.dumps(arguments)), case_folds) is None
+    slabs = resampling_units(DatasetDefinition("colin27", 620, json.dumps({"validation_slab": 1})), case_folds)
+    assert slabs == ("slab", {c: z - 40 for z, c in zip(range(40, 60), case_folds)})
 
 
 def test_unfinished_folds_make_a_preliminary_comparison(ledger, tmp_path):

@@ -47,6 +47,7 @@ when it is missing and checks that the two agree.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -147,17 +148,39 @@ def interleaved_folds(case_ids: Sequence[str], slab: int, num_folds: int = NUM_F
              "val": [c for c, f in zip(case_ids, fold_of) if f == k]} for k in range(num_folds)]
 
 
-def validation_slabs(case_folds: Mapping[str, int], slab: int) -> Dict[str, Tuple[int, int]]:
-    """The validation slab of each case of ``case_folds`` (case id -> fold, as interleaved_folds dealt them), as
-    (fold, the slab's rank among that fold's): each fold validates whole slabs of ``slab`` consecutive cases, so its
-    cases, in id order (the slice order: ids are zero-padded), fall into slabs of ``slab``, the last maybe shorter.
-    Needs every validation case of each fold present; folds may be missing."""
+def validation_slabs(case_folds: Mapping[str, int], slab: int, num_folds: int = NUM_FOLDS) -> Dict[str, int]:
+    """The validation slab of each case of ``case_folds`` (case id -> fold, as interleaved_folds dealt them): its
+    index i in interleaved_folds (slab i, validated by fold i mod ``num_folds``), found from the folds alone: a fold
+    validates whole slabs of ``slab`` consecutive cases, so its cases, in id order (the slice order: ids are
+    zero-padded), fall into slabs of ``slab``, the last maybe shorter. Folds may be missing, not a fold's case:
+    ValueError where a slab's cases are not consecutive slices (``colin27_z012``, 3D ``colin27_z012-027``) with one
+    step throughout, as they are not when a fold's report lacks one of its cases."""
     if slab < 1:
         raise ValueError(f"slab must be >= 1, got {slab}")
     of_fold: Dict[int, List[str]] = {}
     for case, fold in sorted(case_folds.items()):
         of_fold.setdefault(fold, []).append(case)
-    return {case: (fold, rank // slab) for fold, cases in of_fold.items() for rank, case in enumerate(cases)}
+    slabs = {case: rank // slab * num_folds + fold for fold, cases in of_fold.items() for rank, case in enumerate(cases)}
+    members: Dict[int, List[str]] = {}
+    for case, index in slabs.items():
+        members.setdefault(index, []).append(case)
+    steps = {}
+    for cases in members.values():
+        for before, after in zip(cases, cases[1:]):
+            steps.setdefault(_first_and_last_slice(after)[0] - _first_and_last_slice(before)[1], (before, after))
+    if len(steps) > 1:
+        pairs = " and ".join(f"{a}, {b}" for a, b in list(steps.values())[:2])
+        raise ValueError(f"the validation slabs of {slab} cases are not runs of consecutive slices ({pairs} are "
+                         "steps of different sizes): a fold's report lacks some of its validation cases")
+    return slabs
+
+
+def _first_and_last_slice(case_id: str) -> Tuple[int, int]:
+    """(first, last) slice of a case id: colin27_z012 -> (12, 12), colin27_z012-027 -> (12, 27)."""
+    match = re.fullmatch(r"colin27_z(\d+)(?:-(\d+))?", case_id)
+    if match is None:
+        raise ValueError(f"{case_id} is not a Colin27 case id (colin27_z<slice> or colin27_z<first>-<last>)")
+    return int(match.group(1)), int(match.group(2) or match.group(1))
 
 
 def _load_source(source_dir: str) -> Tuple[sitk.Image, np.ndarray, np.ndarray]:

@@ -13,7 +13,8 @@ ledger's RESULTS.md (``nnUNetv2_morse_results``).
 - cases that are not independent (slices of one volume) can be grouped into independent units: the interval then
   resamples whole units (the mean over the cases of the resampled units, scipy.stats.bootstrap on the units' sums
   and case counts, paired), and the signed-rank test and its direction take one difference per unit, the mean over
-  its cases, so that a unit of k near-identical cases counts once, not k times;
+  its cases, so that a unit of k near-identical cases counts once, not k times; with fewer than 10 units there is
+  no interval (a bootstrap over a handful of clusters gives intervals that are too narrow);
 - ``adjusted_p_values``: Benjamini-Hochberg false-discovery-rate control (``scipy.stats.false_discovery_control``)
   over a family of p-values, e.g. every class and metric of one model.
 
@@ -29,6 +30,7 @@ CONFIDENCE_LEVEL = 0.95
 BOOTSTRAP_RESAMPLES = 9999
 BOOTSTRAP_SEED = 0
 MIN_NONZERO_FOR_P_BELOW_0_05 = 6
+MIN_UNITS_FOR_INTERVAL = 10
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ def unit_sums(differences: np.ndarray, units: Optional[np.ndarray]) -> Tuple[np.
 
 
 def _pooled_mean(sums: np.ndarray, counts: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The mean over the cases of units given by their sums and case counts (..., u): (...)."""
     return np.sum(sums, axis=axis) / np.sum(counts, axis=axis)
 
 
@@ -121,14 +124,16 @@ def mean_confidence_interval(differences: np.ndarray, resamples: int = BOOTSTRAP
     """(low, high, method) of the CONFIDENCE_LEVEL interval of the mean of differences (n,): scipy.stats.bootstrap's
     BCa interval ("percentile" where BCa is undefined), reproducible by seed, resampling the cases, or whole units
     where units (n,) labels them (unit_sums); equal differences give the point itself ("equal"); fewer than 2 units,
-    or no finite interval: NaN, "none"."""
+    or no finite interval: NaN, "none"; with units, also fewer than MIN_UNITS_FOR_INTERVAL (a bootstrap over a
+    handful of clusters gives intervals that are too narrow)."""
     from scipy.stats import bootstrap
 
     sums, counts = unit_sums(differences, units)
-    if sums.size < 2:
+    if sums.size < (2 if units is None else MIN_UNITS_FOR_INTERVAL):
         return float("nan"), float("nan"), "none"
-    if np.ptp(differences) == 0:
-        return float(differences[0]), float(differences[0]), "equal"
+    unit_means = sums / counts
+    if np.ptp(unit_means) == 0:
+        return float(unit_means[0]), float(unit_means[0]), "equal"
     data, statistic = ((differences,), np.mean) if units is None else ((sums, counts), _pooled_mean)
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():

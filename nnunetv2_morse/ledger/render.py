@@ -202,10 +202,11 @@ def compare_arms(baseline: Arm, model: Arm, resamples: int, dataset: Optional[Da
         raise ComparisonRefused(f"{model.label} and {baseline.label} validate {moved[0]} in different folds "
                                 f"({model.case_folds[moved[0]]} and {baseline.case_folds[moved[0]]}): their splits "
                                 "differ")
-    grouping = None if dataset is None else resampling_units(dataset, {c: baseline.case_folds[c] for c in cases})
-    unit_of = {} if grouping is None else {c: grouping[1][c] for c in cases}
-    index = {unit: i for i, unit in enumerate(dict.fromkeys(unit_of.values()))}
-    units = None if grouping is None else np.array([index[unit_of[c]] for c in cases])
+    try:
+        grouping = None if dataset is None else resampling_units(dataset, {c: baseline.case_folds[c] for c in cases})
+    except ValueError as error:
+        raise ComparisonRefused(f"{model.label} and {baseline.label}: {error}") from error
+    unit_name, units = (None, None) if grouping is None else (grouping[0], np.array([grouping[1][c] for c in cases]))
     rows, differences = [], {}
     for class_name in (*baseline.classes, FOREGROUND_MEAN):
         differences[class_name] = {}
@@ -220,7 +221,7 @@ def compare_arms(baseline: Arm, model: Arm, resamples: int, dataset: Optional[Da
     return Paired(baseline.label, model.label, folds, len(cases),
                   tuple(Row(*r, float(p)) for r, p in zip(rows, adjusted)), differences,
                   (_count_missed_or_spurious(baseline, cases), _count_missed_or_spurious(model, cases)),
-                  *((None, len(cases)) if grouping is None else (grouping[0], len(set(units)))))
+                  unit_name, len(cases) if units is None else len(set(units.tolist())))
 
 
 def _count_missed_or_spurious(arm: Arm, cases: Sequence[str]) -> Optional[int]:
@@ -338,7 +339,13 @@ def _mean_median(metric: str, s: Any) -> str:
 def count_text(count: int, units: int, unit_name: Optional[str], noun: str = "") -> str:
     """'142 <noun>', and ' in 24 slabs' where the cases fall into fewer independent units."""
     head = f"{count} {noun}" if noun else str(count)
-    return head if unit_name is None or units == count else f"{head} in {units} {unit_name}s"
+    return (head if unit_name is None or units == count
+            else f"{head} in {units} {unit_name}{'' if units == 1 else 's'}")
+
+
+def paired_count_text(paired: Paired, noun: str) -> str:
+    """count_text of a comparison's cases: '142 <noun> in 24 slabs'."""
+    return count_text(paired.num_cases, paired.num_units, paired.unit_name, noun)
 
 
 def _noise(noise: Optional[Paired], class_name: str, metric: str) -> str:
@@ -576,11 +583,11 @@ class StudyRenderer:
         for name, paired, *noises in entries:
             folds = paired.folds
             preliminary = "" if len(folds) == len(self.study.folds) else " (**preliminary**: not all folds finished)"
-            lines.append(f"- {name}: {paired.num_cases} cases of folds {_list(folds)} paired with the "
+            lines.append(f"- {name}: {paired_count_text(paired, 'cases')} of folds {_list(folds)} paired with the "
                          f"{baseline_text}{preliminary}.")
             counted = [(pair, failure_counts(pair)) for pair in (paired, *noises) if pair is not None]
-            lines += [f"  - {MISSED_OR_SPURIOUS if pair is paired else 'seed to seed'}: {counts} ({pair.num_cases} "
-                      "cases)" for pair, counts in counted if counts]
+            lines += [f"  - {MISSED_OR_SPURIOUS if pair is paired else 'seed to seed'}: {counts} "
+                      f"({paired_count_text(pair, 'cases')})" for pair, counts in counted if counts]
         lines += ["", "Foreground mean (per case, the mean over the classes scored on both sides):", ""]
         lines += paired_table(entries, [FOREGROUND_MEAN], "model", with_noise) + [""]
         for name, paired, baseline_noise, model_noise in entries:
@@ -780,8 +787,9 @@ Benjamini-Hochberg (scipy.stats.false_discovery_control) over the classes, the f
 one model against its baseline. Where a study's cases are slices of one volume, neighbouring slices are nearly
 the same image, so they are not independent: there the interval resamples, and the signed-rank test ranks, whole
 validation slabs (the runs of consecutive slices that one fold validates; n says "142 in 24 slabs"), each slab's
-difference the mean over its slices, so that a slab counts once however many slices it has. Slabs of one volume
-still share its anatomy, so even these intervals lean narrow. Both take the trained models as fixed: they leave out
+difference the mean over its slices, so that a slab counts once however many slices it has; with fewer than 10 slabs
+(one fold) there is no interval, a bootstrap over so few being too narrow. Slabs of one volume still share its
+anatomy, so even these intervals lean narrow. Both take the trained models as fixed: they leave out
 how much a model changes when trained again. The noise columns measure that: the same trainer trained with another
 seed minus the comparison seed, paired the same way; a difference inside the noise floor is not evidence.
 """

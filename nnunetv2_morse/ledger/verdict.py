@@ -23,7 +23,7 @@ from nnunetv2_morse.ledger.records import read_text, write_text
 from nnunetv2_morse.ledger.render import (FOREGROUND_MEAN, HIGHER_IS_BETTER, LEVELLED_OFF, LEVELLING_SHARE, METRICS,
                                           ComparisonRefused, Paired, RecordedBenchmark, RenderedLedger, Row,
                                           StudyRenderer, _difference, detection_failures,
-                                          _list, _metric_label, _number, _p, count_text, has_not_levelled_off,
+                                          _list, _metric_label, _number, _p, has_not_levelled_off, paired_count_text,
                                           render_ledger)
 
 BEGIN = "<!-- verdict: rendered by nnUNetv2_morse_results from the ledger (results/); do not edit -->"
@@ -53,7 +53,7 @@ def floor_text(metric: str, floor: Optional[Tuple[float, Paired]], paired: Paire
     fewer = " only" if set(source.folds) < set(paired.folds) else ""
     origin = ("" if source.folds == paired.folds else
               f" (from fold{'s' if len(source.folds) > 1 else ''} {_list(source.folds)}{fewer}, "
-              f"{count_text(source.num_cases, source.num_units, source.unit_name, 'cases')})")
+              f"{paired_count_text(source, 'cases')})")
     return f", noise floor {_number(metric, value)}{origin}"
 
 
@@ -130,8 +130,8 @@ def _cases_paired(paired: Paired, study: TrainingStudy) -> str:
     """'3 of 5 folds finished (**preliminary**), 90 paired cases in 15 slabs (<detection_failures>)'."""
     preliminary = "" if len(paired.folds) == len(study.folds) else " (**preliminary**)"
     failures = detection_failures(paired)
-    cases = count_text(paired.num_cases, paired.num_units, paired.unit_name, "paired cases")
-    return (f"{len(paired.folds)} of {len(study.folds)} folds finished{preliminary}, {cases}"
+    return (f"{len(paired.folds)} of {len(study.folds)} folds finished{preliminary}, "
+            f"{paired_count_text(paired, 'paired cases')}"
             + (f" ({failures})" if failures else ""))
 
 
