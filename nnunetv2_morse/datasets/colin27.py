@@ -160,14 +160,14 @@ def validation_slabs(case_folds: Mapping[str, int], slab: int, num_folds: int = 
     of_fold: Dict[int, List[str]] = {}
     for case, fold in sorted(case_folds.items()):
         of_fold.setdefault(fold, []).append(case)
-    slabs = {case: rank // slab * num_folds + fold for fold, cases in of_fold.items() for rank, case in enumerate(cases)}
-    members: Dict[int, List[str]] = {}
-    for case, index in slabs.items():
-        members.setdefault(index, []).append(case)
+    slabs: Dict[str, int] = {}
     steps = {}
-    for cases in members.values():
-        for before, after in zip(cases, cases[1:]):
-            steps.setdefault(_first_and_last_slice(after)[0] - _first_and_last_slice(before)[1], (before, after))
+    for fold, cases in of_fold.items():
+        for start in range(0, len(cases), slab):
+            members = cases[start:start + slab]
+            slabs.update((case, start // slab * num_folds + fold) for case in members)
+            for before, after in zip(members, members[1:]):
+                steps.setdefault(_first_and_last_slice(after)[0] - _first_and_last_slice(before)[1], (before, after))
     if len(steps) > 1:
         pairs = " and ".join(f"{a}, {b}" for a, b in list(steps.values())[:2])
         raise ValueError(f"the validation slabs of {slab} cases are not runs of consecutive slices ({pairs} are "

@@ -126,20 +126,26 @@ def mean_confidence_interval(differences: np.ndarray, resamples: int = BOOTSTRAP
     where units (n,) labels them (unit_sums); equal differences give the point itself ("equal"); fewer than 2 units,
     or no finite interval: NaN, "none"; with units, also fewer than MIN_UNITS_FOR_INTERVAL (a bootstrap over a
     handful of clusters gives intervals that are too narrow)."""
+    return _interval_of_unit_sums(differences, *unit_sums(differences, units), units is not None, resamples, seed)
+
+
+def _interval_of_unit_sums(differences: np.ndarray, sums: np.ndarray, counts: np.ndarray, grouped: bool,
+                           resamples: int, seed: int) -> Tuple[float, float, str]:
+    """mean_confidence_interval of differences (n,) whose unit sums and case counts (u,) are given; grouped: the
+    units are labelled clusters, not the cases themselves."""
     from scipy.stats import bootstrap
 
-    sums, counts = unit_sums(differences, units)
-    if sums.size < (2 if units is None else MIN_UNITS_FOR_INTERVAL):
+    if sums.size < (MIN_UNITS_FOR_INTERVAL if grouped else 2):
         return float("nan"), float("nan"), "none"
     unit_means = sums / counts
     if np.ptp(unit_means) == 0:
         return float(unit_means[0]), float(unit_means[0]), "equal"
-    data, statistic = ((differences,), np.mean) if units is None else ((sums, counts), _pooled_mean)
+    data, statistic = ((sums, counts), _pooled_mean) if grouped else ((differences,), np.mean)
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             interval = bootstrap(data, statistic, n_resamples=resamples, confidence_level=CONFIDENCE_LEVEL,
-                                 paired=units is not None, method=method,
+                                 paired=grouped, method=method,
                                  random_state=np.random.default_rng(seed)).confidence_interval
         if np.isfinite(interval.low) and np.isfinite(interval.high):
             return float(interval.low), float(interval.high), method
@@ -156,8 +162,8 @@ def paired_difference(baseline: np.ndarray, model: np.ndarray, resamples: int = 
         nan = float("nan")
         return PairedDifference(0, 0, 0, nan, nan, nan, nan, nan, "none", "no case is scored on both sides", 0)
     kept = None if units is None else np.asarray(units)[both]
-    low, high, interval = mean_confidence_interval(differences, resamples, seed, kept)
     sums, counts = unit_sums(differences, kept)
+    low, high, interval = _interval_of_unit_sums(differences, sums, counts, kept is not None, resamples, seed)
     unit_means = sums / counts
     p_value, note = wilcoxon_p_value(unit_means)
     return PairedDifference(int(differences.size), int(unit_means.size), int(np.count_nonzero(unit_means)),
