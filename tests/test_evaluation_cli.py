@@ -381,28 +381,28 @@ def scored_report(dice_by_case, tolerance_mm=1.0, empty="one", reference_folder=
 
 
 def test_compare_refuses_reports_scored_differently(tmp_path, capsys):
-    baseline = scored_report([0.7, 0.8, 0.75])
+    baseline = scored_report([0.7, 0.8, 0.75] * 4)
     names, sources = ["base", "model"], ["base.json", "model.json"]
     with pytest.raises(ComparisonError, match=r"different NSD tolerances \(organ 1 vs 2 mm\)"):
-        compare_reports([baseline, scored_report([0.7, 0.8, 0.8], tolerance_mm=2.0)], names, sources)
+        compare_reports([baseline, scored_report([0.7, 0.8, 0.8] * 4, tolerance_mm=2.0)], names, sources)
     with pytest.raises(ComparisonError, match="model was scored with --empty nan, baseline base with --empty one"):
-        compare_reports([baseline, scored_report([0.7, 0.8, 0.8], empty="nan")], names, sources)
-    undefined = scored_report([0.7, 0.8, 0.8], empty="nan")
+        compare_reports([baseline, scored_report([0.7, 0.8, 0.8] * 4, empty="nan")], names, sources)
+    undefined = scored_report([0.7, 0.8, 0.8] * 4, empty="nan")
     undefined["metric_per_case"][1]["metrics"]["organ"] = dict.fromkeys(("Dice", "IoU", "HD95", "ASSD", "NSD"))
     with pytest.raises(ComparisonError, match="Dice of class organ is undefined .* case_001; .* --empty one"):
-        compare_reports([scored_report([0.7, 0.8, 0.75], empty="nan"), undefined], names, sources)
+        compare_reports([scored_report([0.7, 0.8, 0.75] * 4, empty="nan"), undefined], names, sources)
 
-    other_reference = scored_report([0.7, 0.8, 0.8], reference_folder="/data/other")
+    other_reference = scored_report([0.7, 0.8, 0.8] * 4, reference_folder="/data/other")
     assert compare_reports([baseline, other_reference], names, sources)["warnings"] == [
         'model and baseline base were scored with different reference folders: "/data/other" vs "/data/ref"']
-    assert compare_reports([baseline, scored_report([0.7, 0.8, 0.8])], names, sources)["warnings"] == []
-    old = fake_report([0.7, 0.8, 0.8], [5.0] * 3)
+    assert compare_reports([baseline, scored_report([0.7, 0.8, 0.8] * 4)], names, sources)["warnings"] == []
+    old = fake_report([0.7, 0.8, 0.8] * 4, [5.0] * 12)
     (warning,) = compare_reports([baseline, old], names, sources)["warnings"]
     assert warning.startswith("report model does not record its empty-class convention (--empty), reference folder, "
                               "dataset.json labels") and "cannot check" in warning
 
     paths = []
-    for name, report in (("base", baseline), ("model", other_reference), ("wide", scored_report([0.7] * 3, 2.0))):
+    for name, report in (("base", baseline), ("model", other_reference), ("wide", scored_report([0.7] * 12, 2.0))):
         paths.append(tmp_path / f"{name}.json")
         paths[-1].write_text(json.dumps(report))
     compare_main([str(p) for p in paths[:2]] + ["--names", "base", "model", "-o", str(tmp_path / "cmp")])
@@ -413,6 +413,25 @@ def test_compare_refuses_reports_scored_differently(tmp_path, capsys):
         compare_main([str(paths[0]), str(paths[2]), "--names", "base", "wide", "-o", str(tmp_path / "refused")])
     assert str(exit_info.value.code).startswith("nnUNetv2_morse_compare: error: wide and baseline base use different")
     assert not list(tmp_path.glob("refused*"))
+
+
+def test_compare_gives_no_interval_below_ten_cases_and_says_why(tmp_path, capsys):
+    dice = [0.70, 0.80, 0.75, 0.72, 0.78, 0.71, 0.79, 0.74, 0.76, 0.73]
+    better = [d + 0.01 * (1 + i % 3) for i, d in enumerate(dice)]
+    for name, (base, model) in (("few", (dice[:9], better[:9])), ("enough", (dice, better))):
+        for side, values in (("base", base), ("model", model)):
+            (tmp_path / f"{name}_{side}.json").write_text(json.dumps(scored_report(values)))
+        compare_main([str(tmp_path / f"{name}_{side}.json") for side in ("base", "model")]
+                     + ["--names", "base", "model", "-o", str(tmp_path / name)])
+    few, enough = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("few", "enough"))
+    assert few["warnings"] == ["only 9 paired cases: no confidence intervals, which need at least 10 (a bootstrap "
+                               "over fewer gives intervals that are too narrow)"]
+    assert capsys.readouterr().err == f"nnUNetv2_morse_compare: warning: {few['warnings'][0]}\n"
+    dice_few, dice_enough = (report["comparisons"]["model"]["organ"]["Dice"] for report in (few, enough))
+    assert dice_few["mean_difference_ci"] == [None, None] and dice_few["mean_difference_ci_method"] == "none"
+    assert "| [n/a, n/a] |" in (tmp_path / "few.md").read_text()
+    low, high = dice_enough["mean_difference_ci"]
+    assert enough["warnings"] == [] and low < dice_enough["mean_difference"] < high
 
 
 def test_chill_scores_only_the_predictions_present(tmp_path, capsys):

@@ -4,8 +4,8 @@ import pytest
 
 import scipy.stats
 
-from nnunetv2_morse.evaluation.statistics import (adjusted_p_values, mean_confidence_interval, paired_difference,
-                                                  paired_statistics, ranks_oppose, unit_sums)
+from nnunetv2_morse.evaluation.statistics import (MIN_UNITS_FOR_INTERVAL, adjusted_p_values, mean_confidence_interval,
+                                                  paired_difference, paired_statistics, ranks_oppose, unit_sums)
 
 
 def benjamini_hochberg(p_values):
@@ -44,14 +44,24 @@ def test_interval_of_the_mean_difference():
 def test_degenerate_samples():
     assert np.isnan(mean_confidence_interval(np.array([0.3]))[:2]).all()
     assert mean_confidence_interval(np.array([0.3]))[2] == "none"
-    assert mean_confidence_interval(np.full(5, 0.25)) == (0.25, 0.25, "equal")
+    assert mean_confidence_interval(np.full(10, 0.25)) == (0.25, 0.25, "equal")
     single = paired_statistics(np.array([0.5]), np.array([0.75]))
     assert single["mean_difference_ci"] == [None, None] and single["n"] == 1
     assert single["mean_difference_ci_method"] == "none"
-    same = paired_statistics(np.full(4, 0.5), np.full(4, 0.5))
-    assert same["p_value"] == 1.0 and same["mean_difference_ci"] == [0.0, 0.0] and "all 4" in same["note"]
+    same = paired_statistics(np.full(10, 0.5), np.full(10, 0.5))
+    assert same["p_value"] == 1.0 and same["mean_difference_ci"] == [0.0, 0.0] and "all 10" in same["note"]
     with pytest.raises(ValueError, match="equally long, non-empty"):
         paired_statistics(np.zeros(3), np.zeros(4))
+
+
+def test_fewer_than_ten_independent_cases_get_no_interval():
+    """A bootstrap over a handful of cases is too narrow: like slabs, independent cases need MIN_UNITS_FOR_INTERVAL."""
+    differences = np.random.default_rng(11).normal(0.05, 0.1, MIN_UNITS_FOR_INTERVAL)
+    assert mean_confidence_interval(differences[:-1], 999)[2] == "none"
+    low, high, method = mean_confidence_interval(differences, 999)
+    assert method == "BCa" and low < differences.mean() < high
+    few = paired_statistics(np.zeros(MIN_UNITS_FOR_INTERVAL - 1), differences[:-1])
+    assert few["mean_difference_ci"] == [None, None] and few["p_value"] < 1
 
 
 def test_paired_statistics_known_values():

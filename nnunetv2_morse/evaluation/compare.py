@@ -29,8 +29,9 @@ from nnunetv2_morse.cli import (CommandError, command_parser, console_script, ma
 from nnunetv2_morse.evaluation.evaluate import format_metric, print_warnings
 from nnunetv2_morse.evaluation.metrics import HIGHER_IS_BETTER, METRIC_NAMES, METRIC_UNITS
 from nnunetv2_morse.evaluation.statistics import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE_LEVEL,
-                                                  MIN_NONZERO_FOR_P_BELOW_0_05, adjusted_p_values, paired_statistics,
-                                                  ranks_oppose, wilcoxon_p_value)
+                                                  MIN_NONZERO_FOR_P_BELOW_0_05, MIN_UNITS_FOR_INTERVAL,
+                                                  adjusted_p_values, paired_statistics, ranks_oppose,
+                                                  wilcoxon_p_value)
 
 __all__ = ["ComparisonError", "compare_reports", "differences_table", "load_report", "markdown_report", "main",
            "paired_statistics", "plot_differences", "wilcoxon_p_value", "MIN_NONZERO_FOR_P_BELOW_0_05"]
@@ -151,6 +152,9 @@ def compare_reports(reports: Sequence[Mapping], names: Sequence[str], sources: S
         _check_pairable(reports[0], report, baseline_name, name)
         warnings += _check_scored_alike(reports[0], report, baseline_name, name)
     cases = [e["case"] for e in reports[0]["metric_per_case"]]
+    if len(cases) < MIN_UNITS_FOR_INTERVAL:
+        warnings.append(f"only {len(cases)} paired cases: no confidence intervals, which need at least "
+                        f"{MIN_UNITS_FOR_INTERVAL} (a bootstrap over fewer gives intervals that are too narrow)")
     classes = list(reports[0]["classes"])
     baseline_values = case_values(reports[0], classes, cases)
     comparisons = {}

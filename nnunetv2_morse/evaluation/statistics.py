@@ -13,8 +13,9 @@ ledger's RESULTS.md (``nnUNetv2_morse_results``).
 - cases that are not independent (slices of one volume) can be grouped into independent units: the interval then
   resamples whole units (the mean over the cases of the resampled units, scipy.stats.bootstrap on the units' sums
   and case counts, paired), and the signed-rank test and its direction take one difference per unit, the mean over
-  its cases, so that a unit of k near-identical cases counts once, not k times; with fewer than 10 units there is
-  no interval (a bootstrap over a handful of clusters gives intervals that are too narrow);
+  its cases, so that a unit of k near-identical cases counts once, not k times;
+- with fewer than 10 independent cases or units there is no interval: a bootstrap over a handful of them gives
+  intervals that are too narrow, read as more certain than they are;
 - ``adjusted_p_values``: Benjamini-Hochberg false-discovery-rate control (``scipy.stats.false_discovery_control``)
   over a family of p-values, e.g. every class and metric of one model.
 
@@ -45,8 +46,8 @@ class Summary:
 class PairedDifference:
     """model - baseline over the cases finite on both sides: count, and the units they fall into (units: count
     where each case is its own; nonzero: the units whose mean difference is not 0), mean and median difference over
-    the cases, the mean's confidence interval low / high (NaN with fewer than 2 units) and its method (interval:
-    "BCa", "percentile", "equal" or "none"), the Wilcoxon p over the units (NaN without pairs), its note ("" if
+    the cases, the mean's confidence interval low / high (NaN with fewer than MIN_UNITS_FOR_INTERVAL units) and its
+    method (interval: "BCa", "percentile", "equal" or "none"), the Wilcoxon p over the units (NaN without pairs), its note ("" if
     none) and rank_sign (signed_rank_direction of the units: +1, -1 or 0)."""
     count: int
     units: int
@@ -123,9 +124,9 @@ def mean_confidence_interval(differences: np.ndarray, resamples: int = BOOTSTRAP
                              ) -> Tuple[float, float, str]:
     """(low, high, method) of the CONFIDENCE_LEVEL interval of the mean of differences (n,): scipy.stats.bootstrap's
     BCa interval ("percentile" where BCa is undefined), reproducible by seed, resampling the cases, or whole units
-    where units (n,) labels them (unit_sums); equal differences give the point itself ("equal"); fewer than 2 units,
-    or no finite interval: NaN, "none"; with units, also fewer than MIN_UNITS_FOR_INTERVAL (a bootstrap over a
-    handful of clusters gives intervals that are too narrow)."""
+    where units (n,) labels them (unit_sums); fewer than MIN_UNITS_FOR_INTERVAL cases or units, or no finite
+    interval: NaN, "none" (a bootstrap over a handful of them gives intervals that are too narrow); equal differences
+    give the point itself ("equal")."""
     return _interval_of_unit_sums(differences, *unit_sums(differences, units), units is not None, resamples, seed)
 
 
@@ -135,7 +136,7 @@ def _interval_of_unit_sums(differences: np.ndarray, sums: np.ndarray, counts: np
     units are labelled clusters, not the cases themselves."""
     from scipy.stats import bootstrap
 
-    if sums.size < (MIN_UNITS_FOR_INTERVAL if grouped else 2):
+    if sums.size < MIN_UNITS_FOR_INTERVAL:
         return float("nan"), float("nan"), "none"
     unit_means = sums / counts
     if np.ptp(unit_means) == 0:
@@ -175,10 +176,11 @@ def paired_statistics(baseline: np.ndarray, model: np.ndarray) -> dict:
     """Statistics of one metric of two models on the same n cases, baseline and model (n,) in the same case order,
     over the cases finite on both sides.
 
-    Returns n (of them); baseline and model mean and median; mean and median difference (model - baseline) with the bootstrap
-    interval of the mean, mean_difference_ci [low, high] (null for one case) and its method; the Wilcoxon p_value,
-    its note, num_nonzero_differences and signed_rank_direction (+1, -1 or 0: where the ranks point, which a few large
-    differences can make the opposite of the mean's sign); the differences themselves.
+    Returns n (of them); baseline and model mean and median; mean and median difference (model - baseline) with the
+    bootstrap interval of the mean, mean_difference_ci [low, high] (nulls with fewer than MIN_UNITS_FOR_INTERVAL
+    cases) and its method; the Wilcoxon p_value, its note, num_nonzero_differences and signed_rank_direction (+1, -1
+    or 0: where the ranks point, which a few large differences can make the opposite of the mean's sign); the
+    differences themselves.
     """
     baseline, model = np.asarray(baseline, dtype=float), np.asarray(model, dtype=float)
     if baseline.shape != model.shape or baseline.ndim != 1 or baseline.size == 0:

@@ -787,8 +787,9 @@ Benjamini-Hochberg (scipy.stats.false_discovery_control) over the classes, the f
 one model against its baseline. Where a study's cases are slices of one volume, neighbouring slices are nearly
 the same image, so they are not independent: there the interval resamples, and the signed-rank test ranks, whole
 validation slabs (the runs of consecutive slices that one fold validates; n says "142 in 24 slabs"), each slab's
-difference the mean over its slices, so that a slab counts once however many slices it has; with fewer than 10 slabs
-(one fold) there is no interval, a bootstrap over so few being too narrow. Slabs of one volume still share its
+difference the mean over its slices, so that a slab counts once however many slices it has. With fewer than 10 slabs
+(one fold), or fewer than 10 cases where the cases are independent volumes, there is no interval, a bootstrap over so
+few being too narrow. Slabs of one volume still share its
 anatomy, so even these intervals lean narrow. Both take the trained models as fixed: they leave out
 how much a model changes when trained again. The noise columns measure that: the same trainer trained with another
 seed minus the comparison seed, paired the same way; a difference inside the noise floor is not evidence.
