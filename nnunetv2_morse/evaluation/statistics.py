@@ -47,8 +47,8 @@ class PairedDifference:
     """model - baseline over the cases finite on both sides: count, and the units they fall into (units: count
     where each case is its own; nonzero: the units whose mean difference is not 0), mean and median difference over
     the cases, the mean's confidence interval low / high (NaN with fewer than MIN_UNITS_FOR_INTERVAL units) and its
-    method (interval: "BCa", "percentile", "equal" or "none"), the Wilcoxon p over the units (NaN without pairs), its note ("" if
-    none) and rank_sign (signed_rank_direction of the units: +1, -1 or 0)."""
+    method (interval: "BCa", "percentile", "equal" or "none"), the Wilcoxon p over the units (NaN without pairs), its
+    note ("" if none) and rank_sign (signed_rank_direction of the units: +1, -1 or 0)."""
     count: int
     units: int
     nonzero: int
@@ -127,13 +127,13 @@ def mean_confidence_interval(differences: np.ndarray, resamples: int = BOOTSTRAP
     where units (n,) labels them (unit_sums); fewer than MIN_UNITS_FOR_INTERVAL cases or units, or no finite
     interval: NaN, "none" (a bootstrap over a handful of them gives intervals that are too narrow); equal differences
     give the point itself ("equal")."""
-    return _interval_of_unit_sums(differences, *unit_sums(differences, units), units is not None, resamples, seed)
+    return _interval_of_unit_sums(*unit_sums(differences, units), units is not None, resamples, seed)
 
 
-def _interval_of_unit_sums(differences: np.ndarray, sums: np.ndarray, counts: np.ndarray, grouped: bool,
-                           resamples: int, seed: int) -> Tuple[float, float, str]:
-    """mean_confidence_interval of differences (n,) whose unit sums and case counts (u,) are given; grouped: the
-    units are labelled clusters, not the cases themselves."""
+def _interval_of_unit_sums(sums: np.ndarray, counts: np.ndarray, grouped: bool, resamples: int, seed: int
+                           ) -> Tuple[float, float, str]:
+    """mean_confidence_interval from unit_sums' sums and case counts (u,); grouped: the units are labelled clusters,
+    else each is one case and sums are the differences themselves."""
     from scipy.stats import bootstrap
 
     if sums.size < MIN_UNITS_FOR_INTERVAL:
@@ -141,7 +141,7 @@ def _interval_of_unit_sums(differences: np.ndarray, sums: np.ndarray, counts: np
     unit_means = sums / counts
     if np.ptp(unit_means) == 0:
         return float(unit_means[0]), float(unit_means[0]), "equal"
-    data, statistic = ((sums, counts), _pooled_mean) if grouped else ((differences,), np.mean)
+    data, statistic = ((sums, counts), _pooled_mean) if grouped else ((sums,), np.mean)
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -164,7 +164,7 @@ def paired_difference(baseline: np.ndarray, model: np.ndarray, resamples: int = 
         return PairedDifference(0, 0, 0, nan, nan, nan, nan, nan, "none", "no case is scored on both sides", 0)
     kept = None if units is None else np.asarray(units)[both]
     sums, counts = unit_sums(differences, kept)
-    low, high, interval = _interval_of_unit_sums(differences, sums, counts, kept is not None, resamples, seed)
+    low, high, interval = _interval_of_unit_sums(sums, counts, kept is not None, resamples, seed)
     unit_means = sums / counts
     p_value, note = wilcoxon_p_value(unit_means)
     return PairedDifference(int(differences.size), int(unit_means.size), int(np.count_nonzero(unit_means)),
