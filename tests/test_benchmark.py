@@ -1,7 +1,6 @@
 """The benchmark command (nnUNetv2_morse_benchmark) runs end to end on the CPU at a tiny size, also as a study of
 the ledger, and writes its tables; bad input is refused in one line; its FLOP shares are torch's counter's numbers."""
 import json
-import os
 
 import pytest
 import torch

@@ -13,7 +13,6 @@ Refuses with one line where CUDA is absent (--dry-run prints the plan anyway).
 from __future__ import annotations
 
 import os
-import sys
 import xml.etree.ElementTree as ElementTree
 from typing import List, Optional, Sequence, Tuple
 

@@ -350,7 +350,7 @@ def run_benchmark_study(study: BenchmarkStudy, workspace: Workspace, execute: Ex
         return
     clear_benchmark_folder(workspace.root)
     record = execute(command)
-    outputs = sorted(p for pattern in BENCHMARK_OUTPUTS for p in glob.glob(os.path.join(workspace.root, pattern)))
+    outputs = benchmark_outputs(workspace.root)
     if not any(p.endswith(".json") for p in outputs):
         raise StudyError(f"the benchmark wrote no benchmark_*.json into {workspace.root}")
     for path in outputs:
@@ -361,12 +361,16 @@ def run_benchmark_study(study: BenchmarkStudy, workspace: Workspace, execute: Ex
                         **records.environment_record()}, record_file)
 
 
+def benchmark_outputs(folder: str, patterns: Sequence[str] = BENCHMARK_OUTPUTS) -> List[str]:
+    """The paths in folder that match patterns (a benchmark's tables and profiles), sorted."""
+    return sorted(p for pattern in patterns for p in glob.glob(os.path.join(folder, pattern)))
+
+
 def clear_benchmark_folder(folder: str) -> None:
     """Creates folder, or empties it of an earlier benchmark's outputs (BENCHMARK_OUTPUTS, failure logs); StudyError,
     deleting nothing, if it holds anything else."""
     os.makedirs(folder, exist_ok=True)
-    outputs = {os.path.basename(p) for pattern in (*BENCHMARK_OUTPUTS, BENCHMARK_FAILURE_LOGS)
-               for p in glob.glob(os.path.join(folder, pattern))}
+    outputs = {os.path.basename(p) for p in benchmark_outputs(folder, (*BENCHMARK_OUTPUTS, BENCHMARK_FAILURE_LOGS))}
     others = sorted(set(os.listdir(folder)) - outputs)
     if others:
         raise StudyError(f"the work folder {folder} holds {others[0]}, which no benchmark wrote: give -w an empty or "
