@@ -295,9 +295,9 @@ def test_a_benchmark_study_deletes_only_an_earlier_benchmarks_outputs_from_its_w
     (work / "failed_MORSE.log").write_text("old")
     run_study_folder(str(folder), str(work), execute=benchmark)
     assert sorted(os.listdir(work)) == ["benchmark_2d_cpu.json"]
-    for option in (["-tr", "nnUNetTrainer"], ["-f", "0"]):
+    for option in (["-tr", "nnUNetTrainer"], ["-f", "0"], ["--seeds", "0"]):
         with pytest.raises(SystemExit, match=f"error: {option[0]}: {folder} is a benchmark study, which runs as a "
-                                             "whole: drop -tr and -f"):
+                                             "whole: drop -tr, -f and --seeds"):
             run.main([str(folder), *option, "--dry-run"])
 
 
@@ -312,6 +312,23 @@ def test_the_plan_estimates_the_time_left_from_each_trainers_median_epoch(tmp_pa
     run_study_folder(study.folder, str(tmp_path / "work"), folds=[1], dry_run=True)
     assert ("3 trainings: 3 to train; about 5.0 h of training left (from each trainer's median epoch so far)"
             in capsys.readouterr().out)
+
+
+def test_seeds_limits_the_plan_to_those_seeds_and_refuses_others_in_one_line(tmp_path, capsys):
+    """Seed 0 of every fold first, the noise floor's seed 1 later: --seeds 0 plans and runs seed 0 only."""
+    study = two_trainer_study(tmp_path, folds=[0, 1], trainers={"nnUNetTrainer": [0, 1], "nnUNetTrainerMORSE": [0]},
+                              head_off=[], comparisons=[])
+    run.main([study.folder, "-w", str(tmp_path / "work"), "-tr", "nnUNetTrainer", "--seeds", "0", "--dry-run"])
+    plan = [line for line in capsys.readouterr().out.splitlines() if line.lstrip().startswith("[")]
+    assert plan == ["  [1/2] nnUNetTrainer seed 0 fold 0: to train", "  [2/2] nnUNetTrainer seed 0 fold 1: to train"]
+    workspace = Workspace(str(tmp_path / "work"))
+    fake = FakeNnUNet(workspace)
+    run_study_folder(study.folder, workspace.root, num_processes=1, seeds=[1], execute=fake)
+    assert [c.split()[5] for c in fake.commands if c.startswith("nnUNetv2_train")] == \
+        ["nnUNetTrainer_e2i3v1_seed1", "nnUNetTrainer_e2i3v1_seed1"]
+    with pytest.raises(SystemExit) as stop:
+        run.main([study.folder, "--seeds", "0", "2", "--dry-run"])
+    assert str(stop.value) == "nnUNetv2_morse_study: error: --seeds 2: not among the study's seeds 0, 1"
 
 
 def test_a_colin27_study_without_its_source_files_says_what_to_install_in_one_line(tmp_path):

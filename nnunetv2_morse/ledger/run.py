@@ -2,6 +2,7 @@
 
     nnUNetv2_morse_study results/colin27_2d                     # everything the study defines, resumably
     nnUNetv2_morse_study results/colin27_2d -tr nnUNetTrainer nnUNetTrainerMORSE -f 0 1
+    nnUNetv2_morse_study results/synthetic_boundary_3d --seeds 0  # the comparison seed first, the noise floor later
     nnUNetv2_morse_study results/colin27_2d --dry-run           # the plan only
     nnUNetv2_morse_study results/cost/cpu_2d                    # a benchmark study: its tables into the ledger
 
@@ -45,8 +46,8 @@ EMPTY_CONVENTION = "nan"
 HEAD_OFF_FOLDER = "head_off"
 BENCHMARK_OUTPUTS = ("benchmark_*.json", "benchmark_*.md", "profile_*.txt")
 BENCHMARK_FAILURE_LOGS = "failed_*.log"
-STATES = {"done": "done", "record": "to score and record", "validate": "to validate (--val)", "resume": "to resume (--c)",
-          "train": "to train"}
+STATES = {"done": "done", "record": "to score and record", "validate": "to validate (--val)",
+          "resume": "to resume (--c)", "train": "to train"}
 
 Execute = Callable[..., dict]
 
@@ -319,9 +320,12 @@ def train_and_record(study: TrainingStudy, workspace: Workspace, run: Run, state
 
 def run_training_study(study: TrainingStudy, workspace: Workspace, execute: Execute, device: str,
                        num_processes: int, trainers: Optional[Sequence[str]] = None,
-                       folds: Optional[Sequence[int]] = None, dry_run: bool = False) -> None:
-    """Plans, prints the plan, then trains and records every run not yet in the ledger (see the module doc)."""
-    runs = [r for r in study.runs() if (not trainers or r.trainer in trainers) and (not folds or r.fold in folds)]
+                       folds: Optional[Sequence[int]] = None, seeds: Optional[Sequence[int]] = None,
+                       dry_run: bool = False) -> None:
+    """Plans, prints the plan, then trains and records every run not yet in the ledger (see the module doc), of
+    only the given trainers, folds and seeds where given."""
+    runs = [r for r in study.runs() if (not trainers or r.trainer in trainers) and (not folds or r.fold in folds)
+            and (not seeds or r.seed in seeds)]
     plan = [(run, run_state(study, workspace, run)) for run in runs]
     print_plan(study, workspace, plan, device)
     if dry_run or all(state == "done" for _, state in plan):
@@ -391,7 +395,8 @@ def require_device(device: str, study_folder: str) -> None:
 
 def run_study_folder(folder: str, work: Optional[str] = None, device: Optional[str] = None, num_processes: int = 2,
                      trainers: Optional[Sequence[str]] = None, folds: Optional[Sequence[int]] = None,
-                     dry_run: bool = False, execute: Optional[Execute] = None) -> None:
+                     seeds: Optional[Sequence[int]] = None, dry_run: bool = False,
+                     execute: Optional[Execute] = None) -> None:
     """Loads folder/study.json and runs it (training or benchmark study); StudyError with one line on failure."""
     study = load_study(folder)
     workspace = Workspace(os.path.abspath(work or default_work_folder(folder)))
@@ -402,9 +407,10 @@ def run_study_folder(folder: str, work: Optional[str] = None, device: Optional[s
     if not dry_run:
         require_device(device, folder)
     if isinstance(study, BenchmarkStudy):
-        if trainers or folds:
-            raise StudyError(f"{'-tr' if trainers else '-f'}: {folder} is a benchmark study, which runs as a whole: "
-                             "drop -tr and -f")
+        given = [option for option, value in (("-tr", trainers), ("-f", folds), ("--seeds", seeds)) if value]
+        if given:
+            raise StudyError(f"{given[0]}: {folder} is a benchmark study, which runs as a whole: drop -tr, -f and "
+                             "--seeds")
         run_benchmark_study(study, workspace, execute or CommandRunner({}), device, dry_run)
         return
     unknown = [t for t in trainers or () if not study.seeds_of(t)]
@@ -415,8 +421,13 @@ def run_study_folder(folder: str, work: Optional[str] = None, device: Optional[s
     if unknown_folds:
         raise StudyError(f"-f {' '.join(map(str, unknown_folds))}: not among the study's folds "
                          f"{', '.join(map(str, study.folds))}")
+    study_seeds = sorted({s for _, trainer_seeds in study.trainers for s in trainer_seeds})
+    unknown_seeds = [s for s in seeds or () if s not in study_seeds]
+    if unknown_seeds:
+        raise StudyError(f"--seeds {' '.join(map(str, unknown_seeds))}: not among the study's seeds "
+                         f"{', '.join(map(str, study_seeds))}")
     execute = execute or CommandRunner(workspace.environment(num_processes))
-    run_training_study(study, workspace, execute, device, num_processes, trainers, folds, dry_run)
+    run_training_study(study, workspace, execute, device, num_processes, trainers, folds, seeds, dry_run)
 
 
 @console_script
@@ -435,12 +446,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="only these trainers of a training study (default: all)")
     parser.add_argument("-f", dest="folds", metavar="FOLD", nargs="+", type=int,
                         help="only these folds of a training study (default: all)")
+    parser.add_argument("--seeds", metavar="SEED", nargs="+", type=int,
+                        help="only these seeds of a training study, e.g. 0 before the noise floor's 1 (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (what is done, what is left) and stop")
     args = parser.parse_args(argv)
     try:
         with one_line_errors(PROG, (StudyError,)):
             run_study_folder(args.study, args.work, args.device, args.num_processes, args.trainers, args.folds,
-                             args.dry_run)
+                             args.seeds, args.dry_run)
     except KeyboardInterrupt:
         sys.exit(f"{PROG}: interrupted: rerun the same command to continue where it stopped")
 
