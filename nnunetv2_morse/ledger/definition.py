@@ -108,11 +108,15 @@ class TrainingStudy:
     def seeds_of(self, trainer: str) -> Tuple[int, ...]:
         return dict(self.trainers).get(trainer, ())
 
+    @property
+    def seeds(self) -> List[int]:
+        """Every seed some trainer trains at, ascending."""
+        return sorted({s for _, trainer_seeds in self.trainers for s in trainer_seeds})
+
     def runs(self) -> List[Run]:
         """Every run, seed-major, then fold, then the trainers' order: a fold of the comparison seed is complete
         for all trainers before the next fold starts."""
-        seeds = sorted({s for _, trainer_seeds in self.trainers for s in trainer_seeds})
-        return [Run(trainer, seed, fold) for seed in seeds for fold in self.folds
+        return [Run(trainer, seed, fold) for seed in self.seeds for fold in self.folds
                 for trainer, trainer_seeds in self.trainers if seed in trainer_seeds]
 
     def nnunet_trainer(self, run: Run) -> str:

@@ -499,7 +499,6 @@ class StudyRenderer:
         machines = sorted({f"{r['machine']['platform']}, {r['machine']['cpu_count']} CPUs"
                            + (f", {r['machine']['gpu']}" if r['machine'].get('gpu') else "") for r in recorded})
         devices = sorted({r["device"] for r in recorded})
-        seeds = sorted({seed for _, trainer_seeds in study.trainers for seed in trainer_seeds})
         rows = [("dataset", f"builder `{study.dataset.builder}`, id {study.dataset.id}, arguments "
                             f"`{study.dataset.arguments_json}`"),
                 ("configuration", f"{study.configuration} (nnUNetPlans)"),
@@ -507,7 +506,7 @@ class StudyRenderer:
                 ("schedule", f"{s.epochs} epochs x {s.iterations_per_epoch} iterations ({s.validation_iterations} "
                              "validation iterations per epoch)"),
                 ("seeds", f"comparisons at seed {study.seed}; noise floor from seed(s) "
-                          f"{_list([x for x in seeds if x != study.seed]) or 'none'}"),
+                          f"{_list([x for x in study.seeds if x != study.seed]) or 'none'}"),
                 ("environment", ", ".join(f"`{k}={v}`" for k, v in study.environment) or "–"),
                 ("device", f"defined {study.device}; trained on {', '.join(devices) or '–'}"),
                 ("trainings finished", f"{len(recorded)} of {len(study.runs())}"),

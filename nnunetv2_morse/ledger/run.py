@@ -421,11 +421,10 @@ def run_study_folder(folder: str, work: Optional[str] = None, device: Optional[s
     if unknown_folds:
         raise StudyError(f"-f {' '.join(map(str, unknown_folds))}: not among the study's folds "
                          f"{', '.join(map(str, study.folds))}")
-    study_seeds = sorted({s for _, trainer_seeds in study.trainers for s in trainer_seeds})
-    unknown_seeds = [s for s in seeds or () if s not in study_seeds]
+    unknown_seeds = [s for s in seeds or () if s not in study.seeds]
     if unknown_seeds:
         raise StudyError(f"--seeds {' '.join(map(str, unknown_seeds))}: not among the study's seeds "
-                         f"{', '.join(map(str, study_seeds))}")
+                         f"{', '.join(map(str, study.seeds))}")
     execute = execute or CommandRunner(workspace.environment(num_processes))
     run_training_study(study, workspace, execute, device, num_processes, trainers, folds, seeds, dry_run)
 
