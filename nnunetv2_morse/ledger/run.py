@@ -1,10 +1,10 @@
 """Runs a study of the ledger through nnU-Net's own commands and records each finished training at once.
 
-    nnUNetv2_morse_study results/colin27_2d                     # everything the study defines, resumably
+    nnUNetv2_morse_study results/colin27_2d                       # everything the study defines, resumably
     nnUNetv2_morse_study results/colin27_2d -tr nnUNetTrainer nnUNetTrainerMORSE -f 0 1
     nnUNetv2_morse_study results/synthetic_boundary_3d --seeds 0  # the comparison seed first, the noise floor later
-    nnUNetv2_morse_study results/colin27_2d --dry-run           # the plan only
-    nnUNetv2_morse_study results/cost/cpu_2d                    # a benchmark study: its tables into the ledger
+    nnUNetv2_morse_study results/colin27_2d --dry-run             # the plan only
+    nnUNetv2_morse_study results/cost/cpu_2d                      # a benchmark study: its tables into the ledger
 
 A training study builds its dataset and runs nnUNetv2_plan_and_preprocess once in its work folder, then for every
 (trainer, seed, fold): nnUNetv2_train (--c when the work folder holds checkpoint_latest.pth, --val when training
