@@ -534,6 +534,14 @@ def test_the_median_epoch_time_is_not_moved_by_a_paused_training(ledger, tmp_pat
     assert render.median_epoch_seconds({0: {"ema_fg_dice": [0.5]}}) is None
 
 
+def test_a_run_without_a_known_wall_time_is_left_out_of_the_wall_time_range(ledger, tmp_path):
+    study, values = ledger
+    write_finished_run(study, "nnUNetTrainerMORSE", 1, 0, fold_values(values["morse1"], 0), wall_seconds=300.0)
+    write_finished_run(study, "nnUNetTrainerMORSE", 1, 1, fold_values(values["morse1"], 1), wall_seconds=None)
+    render_results(str(tmp_path / "results"), str(tmp_path / "RESULTS.md"), 99)
+    assert "| nnUNetTrainerMORSE | 1 | 0, 1 | 5.0 [5.0, 5.0] |" in (tmp_path / "RESULTS.md").read_text()
+
+
 def test_rendering_the_results_and_the_verdict_reads_each_run_file_once(headline, tmp_path, monkeypatch):
     benchmark_study(tmp_path / "results" / "cost" / "cpu", {"2d": {"nnUNetTrainer": (2.0, 1000.0, 4.0),
                                                                    "nnUNetTrainerMORSE": (2.1, 1010.0, 4.4)}})

@@ -1,5 +1,6 @@
 """nnUNetv2_morse_study: study.json validation, the resume logic with nnU-Net's commands stood in for, the generated
 trainers, benchmark studies, the CUDA evidence command's refusal and commands, and one tiny study end to end."""
+import datetime
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import torch
 from ledger_files import study_definition, write_finished_run, write_json, write_study
 from nnunetv2_morse import benchmark
 from nnunetv2_morse.cost import initialize_without_data
-from nnunetv2_morse.ledger import gpu, run
+from nnunetv2_morse.ledger import gpu, records, run
 from nnunetv2_morse.ledger.definition import Run, StudyError, load_study
 from nnunetv2_morse.ledger.render import render_results
 from nnunetv2_morse.ledger.run import CommandFailed, Workspace, run_study_folder
@@ -41,8 +42,8 @@ class FakeNnUNet:
 
     def __call__(self, command, environment=None):
         self.commands.append(" ".join(command))
-        record = {"command": " ".join(command), "environment": environment or {}, "started": "t0", "ended": "t1",
-                  "seconds": 2.0, "returncode": 0}
+        record = {"command": " ".join(command), "environment": environment or {}, "started": records.now(),
+                  "ended": records.now(), "seconds": 2.0, "returncode": 0}
         if self.fail_on and self.fail_on in self.commands[-1]:
             raise CommandFailed({**record, "returncode": 1})
         if command[0] == "nnUNetv2_train":
@@ -122,12 +123,72 @@ def test_resume_skips_finished_runs_continues_interrupted_ones_and_records_train
         "nnUNetv2_plan_and_preprocess", "nnUNetv2_train", "nnUNetv2_morse_evaluate_cv", "nnUNetv2_morse_test_points"]
     assert record["versions"]["nnunetv2"] and record["machine"]["cpu_count"] == os.cpu_count()
     with open(os.path.join(study.folder, "runs", "nnUNetTrainerMORSE", "seed0", "fold_1", "run.json")) as f:
-        assert json.load(f)["wall_seconds"] == 0.0
+        assert json.load(f)["wall_seconds"] is None
     assert not os.path.exists(os.path.join(study.folder, "runs", "nnUNetTrainer", "seed0", "fold_1", HEAD_OFF))
 
     again = FakeNnUNet(workspace)
     run_study_folder(study.folder, workspace.root, num_processes=1, execute=again)
     assert again.commands == [] and "4 trainings: 4 done" in capsys.readouterr().out
+
+
+def training_log(folder, seconds_ago, lasted):
+    """An nnU-Net training log named as if its trainer started seconds_ago, last written lasted seconds later."""
+    started = datetime.datetime.now().replace(microsecond=0) - datetime.timedelta(seconds=seconds_ago)
+    path = os.path.join(folder, "training_log_{}_{}_{}_{:02d}_{:02d}_{:02d}.txt".format(
+        *started.timetuple()[:6]))
+    with open(path, "w") as f:
+        f.write("epoch 0\n")
+    os.utime(path, (started.timestamp() + lasted,) * 2)
+    return os.path.basename(path)
+
+
+def test_a_killed_training_that_left_only_its_log_counts_in_the_wall_time(tmp_path):
+    study = one_training_study(tmp_path)
+    workspace = Workspace(str(tmp_path / "work"))
+    folder = fold_folder(workspace, study, "nnUNetTrainer", 0)
+    torch.save({}, os.path.join(folder, "checkpoint_latest.pth"))
+    killed = training_log(folder, seconds_ago=600, lasted=300)
+    run_study_folder(study.folder, workspace.root, num_processes=1, execute=FakeNnUNet(workspace))
+    with open(os.path.join(study.folder, "runs", "nnUNetTrainer", "seed0", "fold_0", "run.json")) as f:
+        record = json.load(f)
+    assert record["wall_seconds"] == 302.0
+    assert [(t["log"], t["seconds"]) for t in record["unrecorded_trainings"]] == [(killed, 300.0)]
+    assert record["started"] == record["unrecorded_trainings"][0]["started"]
+
+
+def test_a_killed_command_leaves_its_start_in_the_runs_commands(tmp_path):
+    study = one_training_study(tmp_path)
+    workspace = Workspace(str(tmp_path / "work"))
+    folder = fold_folder(workspace, study, "nnUNetTrainer", 0)
+
+    def killed(command, environment=None):
+        if command[0] == "nnUNetv2_train":
+            raise SystemExit("killed")
+        return FakeNnUNet(workspace)(command, environment)
+
+    with pytest.raises(SystemExit):
+        run_study_folder(study.folder, workspace.root, num_processes=1, execute=killed)
+    with open(os.path.join(folder, "ledger_commands.json")) as f:
+        (pending,) = json.load(f)
+    assert pending["command"].startswith("nnUNetv2_train 961 2d 0 ") and "started" in pending
+    assert "ended" not in pending
+
+
+def test_a_killed_training_from_scratch_leaves_out_the_logs_of_attempts_before_it(tmp_path):
+    study = one_training_study(tmp_path)
+    workspace = Workspace(str(tmp_path / "work"))
+    folder = fold_folder(workspace, study, "nnUNetTrainer", 0)
+    training_log(folder, seconds_ago=600, lasted=30)
+    started = (datetime.datetime.now() - datetime.timedelta(seconds=300)).astimezone().isoformat(timespec="seconds")
+    write_json([{"command": "nnUNetv2_train 961 2d 0 -tr x", "started": started}],
+               os.path.join(folder, "ledger_commands.json"))
+    killed = training_log(folder, seconds_ago=290, lasted=100)
+    torch.save({}, os.path.join(folder, "checkpoint_latest.pth"))
+    run_study_folder(study.folder, workspace.root, num_processes=1, execute=FakeNnUNet(workspace))
+    with open(os.path.join(study.folder, "runs", "nnUNetTrainer", "seed0", "fold_0", "run.json")) as f:
+        record = json.load(f)
+    assert record["wall_seconds"] == 102.0
+    assert [t["log"] for t in record["unrecorded_trainings"]] == [killed]
 
 
 def test_a_new_training_gets_the_study_environment_and_trains_from_scratch(tmp_path):

@@ -537,7 +537,8 @@ class StudyRenderer:
             for seed in seeds:
                 raw_curves = self.curves(trainer, seed)
                 curves, epoch = ema_curves(raw_curves), median_epoch_seconds(raw_curves)
-                minutes = [self.record(Run(trainer, seed, fold))["wall_seconds"] / 60 for fold in curves]
+                walls = [self.record(Run(trainer, seed, fold))["wall_seconds"] for fold in curves]
+                minutes = [seconds / 60 for seconds in walls if seconds is not None]
                 finals = [ema[-1] for ema in curves.values() if ema]
                 change = mean_ema_change(curves)
                 wall = (f"{np.median(minutes):.1f} [{min(minutes):.1f}, {max(minutes):.1f}]" if minutes else "–")

@@ -15,8 +15,10 @@ A run whose files are all there is skipped, so the same command continues a stud
 """
 from __future__ import annotations
 
+import datetime
 import glob
 import os
+import re
 import shlex
 import shutil
 import statistics
@@ -46,6 +48,8 @@ EMPTY_CONVENTION = "nan"
 HEAD_OFF_FOLDER = "head_off"
 BENCHMARK_OUTPUTS = ("benchmark_*.json", "benchmark_*.md", "profile_*.txt")
 BENCHMARK_FAILURE_LOGS = "failed_*.log"
+# nnU-Net's trainer writes one log per nnUNetv2_train invocation, named by the time it started (local time)
+TRAINING_LOG = re.compile(r"^training_log_(\d+)_(\d+)_(\d+)_(\d+)_(\d+)_(\d+)\.txt$")
 STATES = {"done": "done", "record": "to score and record", "validate": "to validate (--val)",
           "resume": "to resume (--c)", "train": "to train"}
 
@@ -259,7 +263,7 @@ def check_definition(study: TrainingStudy) -> None:
 
 class RunCommands:
     """The commands of one run, kept in its fold folder (ledger_commands.json) so that a run trained over several
-    invocations keeps every command's wall time."""
+    invocations keeps every command's wall time; a training from scratch starts the record afresh."""
 
     def __init__(self, fold_folder: str, execute: Execute, fresh: bool):
         self.path = os.path.join(fold_folder, COMMANDS_RECORD)
@@ -267,13 +271,40 @@ class RunCommands:
         self.done = records.read_json(self.path) if os.path.isfile(self.path) and not fresh else []
 
     def __call__(self, command: List[str], environment: Optional[Dict[str, str]] = None) -> None:
+        self.done.append({"command": shlex.join(command), "environment": dict(environment or {}),
+                          "started": records.now()})
+        records.write_json(self.done, self.path)  # left without an end if this process is killed
         try:
-            self.done.append(self.execute(command, environment))
+            self.done[-1] = self.execute(command, environment)
         except CommandFailed as failure:
-            self.done.append(failure.record)
+            self.done[-1] = failure.record
             raise
         finally:
             records.write_json(self.done, self.path)
+
+
+def unrecorded_trainings(fold_folder: str, recorded: Sequence[dict]) -> List[dict]:
+    """The nnUNetv2_train invocations that left a training log in fold_folder but no finished record among recorded
+    (the process was killed, or ran outside this command), each {"log", "started", "ended", "seconds"}: from the log's
+    name (the trainer's start, so a few seconds of start-up are missing) to its last write. Logs older than a recorded
+    training from scratch, finished or not, are of an abandoned attempt and left out."""
+    spans = [(datetime.datetime.fromisoformat(c["started"]), datetime.datetime.fromisoformat(c["ended"]))
+             for c in recorded if "ended" in c]
+    from_scratch = [datetime.datetime.fromisoformat(c["started"]) for c in recorded
+                    if not {"--c", "--val"} & set(c["command"].split())]
+    found = []
+    for name in sorted(os.listdir(fold_folder)):
+        match = TRAINING_LOG.match(name)
+        if not match:
+            continue
+        started = datetime.datetime(*map(int, match.groups())).astimezone()
+        if (from_scratch and started < from_scratch[0]) or any(a <= started <= b for a, b in spans):
+            continue
+        ended = datetime.datetime.fromtimestamp(os.path.getmtime(os.path.join(fold_folder, name))).astimezone()
+        found.append({"log": name, "started": started.isoformat(timespec="seconds"),
+                      "ended": ended.isoformat(timespec="seconds"),
+                      "seconds": round((ended - started).total_seconds(), 1)})
+    return found
 
 
 def train_and_record(study: TrainingStudy, workspace: Workspace, run: Run, state: str, execute: Execute,
@@ -304,16 +335,20 @@ def train_and_record(study: TrainingStudy, workspace: Workspace, run: Run, state
     records.write_json(curves, os.path.join(ledger, CURVES_FILE))
     preprocessing = records.read_json(workspace.preprocessing_record(study))
     trainings = [c for c in commands.done if c["command"].startswith("nnUNetv2_train ")]
+    unrecorded = unrecorded_trainings(fold_folder, trainings)
+    spans = sorted([c for c in trainings if "ended" in c] + unrecorded,
+                   key=lambda c: datetime.datetime.fromisoformat(c["started"]))
     epoch_seconds = [end - start for start, end in zip(curves.get("epoch_start_timestamps", []),
                                                        curves.get("epoch_end_timestamps", []))]
     records.write_json({
         "format": RUN_FORMAT, "study": study.name, "identity": study.identity(), "trainer": run.trainer,
         "seed": run.seed, "fold": run.fold, "nnunet_trainer": trainer, "device": device,
         "environment_variables": dict(study.environment),
-        "wall_seconds": round(sum(c["seconds"] for c in trainings), 1),
+        "wall_seconds": round(sum(c["seconds"] for c in spans), 1) if spans else None,
+        "unrecorded_trainings": unrecorded,
         "training_seconds": round(sum(epoch_seconds), 1), "epochs": len(epoch_seconds),
-        "started": trainings[0]["started"] if trainings else None,
-        "ended": trainings[-1]["ended"] if trainings else None,
+        "started": spans[0]["started"] if spans else None,
+        "ended": spans[-1]["ended"] if spans else None,
         "commands": [preprocessing] + commands.done, "recorded": records.now(), **records.environment_record(),
     }, os.path.join(ledger, RECORD_FILE))
 
