@@ -422,6 +422,10 @@ def test_verdict_shows_the_paired_rows_numbers_the_noise_floor_and_words(headlin
         assert metric_line(block, metric).endswith(
             f": {np.mean(difference):+.{digits}f} [{row.difference.low:+.{digits}f}, {row.difference.high:+.{digits}f}]"
             f", p (BH) {row.p_adjusted:.3g}, noise floor {floor:.{digits}f}: **better**")
+    assert ("\n- nnUNetTrainerMORSE − nnUNetTrainer (`test_study`): better in Dice, HD95, ASSD and NSD; nnUNetTrainer "
+            "has not levelled off; nnUNetTrainerMORSE has not levelled off.\n"
+            "- nnUNetTrainerMORSE head on − head off (`test_study`): better in Dice, HD95, ASSD and NSD.\n\n**Quality**"
+            in block)
     assert block.rstrip().endswith("[RESULTS.md](RESULTS.md).")
     assert "**Cost**" in block and '- none: mark one with `"verdict": true`' in block.split("**Cost**")[1]
 
@@ -688,6 +692,20 @@ def test_verdict_says_preliminary_within_noise_and_noise_floor_not_yet_measured(
     # case_03's Dice of class b, missing in the baseline, is left out on both sides: the shift stays visible
     assert all(metric_line(block, m).endswith("**better, noise floor not yet measured**") for m in SHIFT)
     assert "noise floor 0" not in block
+    assert ("- nnUNetTrainerMORSE − nnUNetTrainer (`test_study`): better in Dice, HD95, ASSD and NSD (noise floor not "
+            "yet measured); preliminary, 1 of 2 folds; nnUNetTrainer has not levelled off") in block
+
+
+@pytest.mark.parametrize("words, short", [
+    (("worse", "no significant difference", "better, noise floor not yet measured", "worse"),
+     "worse in Dice and NSD; no significant difference in HD95; better in ASSD (noise floor not yet measured)"),
+    ((verdict.MIXED, verdict.RANKS_ONLY.format("better", "the mean's interval includes 0"), verdict.MIXED,
+      "within the seed-to-seed noise"),
+     "mixed in Dice and ASSD (the mean and the signed ranks point opposite ways); better by the signed ranks only in "
+     "HD95 (the mean's interval includes 0); within the seed-to-seed noise in NSD"),
+])
+def test_in_short_groups_the_metrics_by_word_with_its_qualifier_in_parentheses(words, short):
+    assert verdict.words_in_short([(metric, None, None, word) for metric, word in zip(METRICS, words)]) == short
 
 
 def test_verdict_of_a_study_not_yet_run_and_a_reversed_headline(headline, tmp_path):
@@ -701,6 +719,8 @@ def test_verdict_of_a_study_not_yet_run_and_a_reversed_headline(headline, tmp_pa
     block = block_of(tmp_path / "README.md")
     assert ("- [MORSE vs nnU-Net](RESULTS.md#morse-vs-nnu-net-1) (`unrun_study`), nnUNetTrainerMORSE − nnUNetTrainer: "
             "not yet run (no finished fold of nnUNetTrainer at seed 0).") in block
+    assert "- nnUNetTrainerMORSE − nnUNetTrainer (`unrun_study`): not yet run." in block
+    assert "- nnUNetTrainer − nnUNetTrainerMORSE (`test_study`): worse in Dice, HD95, ASSD and NSD; " in block
     reversed_part = block.split("[Reversed](RESULTS.md#reversed) (`test_study`), nnUNetTrainer − nnUNetTrainerMORSE")[1]
     assert all(metric_line(reversed_part, m).endswith("**worse**") for m in SHIFT)
 
@@ -709,7 +729,7 @@ def test_the_readme_outside_the_markers_is_kept_byte_for_byte(headline, tmp_path
     render_main()
     with open(tmp_path / "README.md", newline="") as f:
         text = f.read()
-    assert text.startswith(README_BEFORE + verdict.BEGIN + "\n\n**Quality**")
+    assert text.startswith(README_BEFORE + verdict.BEGIN + "\n\n**In short**")
     assert text.endswith("[RESULTS.md](RESULTS.md).\n\n" + verdict.END + README_AFTER)
     assert "typed by hand" not in text
 

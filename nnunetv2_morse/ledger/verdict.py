@@ -6,7 +6,8 @@ A headline is a training study's comparison or a benchmark study marked ``"verdi
 Quality, per headline comparison and model, for the per-case foreground mean of each metric: model - baseline with
 its bootstrap interval and BH-corrected p (the Paired rows of RESULTS.md, computed once for both) and one word
 (``verdict_word``); and, for each such model that the study also scores with its head off, head on - head off
-(study 2's question: what the head adds at inference). Cost, per headline benchmark study: the ratios of
+(study 2's question: what the head adds at inference). Above them, in short: one line per comparison with its
+metrics grouped by word. Cost, per headline benchmark study: the ratios of
 nnUNetTrainerMORSE (and _paper) to nnUNetTrainer, as a range over the plans measured.
 """
 from __future__ import annotations
@@ -34,6 +35,8 @@ RANKS_ONLY = "{} by the signed ranks only: {}"
 COST_BASELINE = "nnUNetTrainer"
 COST_TRAINERS = ("nnUNetTrainerMORSE", "nnUNetTrainerMORSE_paper")
 COST_RATIOS = (("step_s", "step"), ("peak_memory_mb", "peak memory"), ("inference_s", "inference"))
+# a metric, its foreground mean's row, its noise floor (noise_floor) and its word
+MetricWord = Tuple[str, Row, Optional[Tuple[float, Paired]], str]
 
 
 def noise_floor(noises: Sequence[Optional[Paired]], metric: str) -> Optional[Tuple[float, Paired]]:
@@ -89,41 +92,76 @@ def verdict_word(metric: str, row: Row, floor: Optional[float]) -> str:
     return "within the seed-to-seed noise" if abs(row.difference.mean) <= floor else word
 
 
-def metric_lines(paired: Paired, noises: Optional[Sequence[Optional[Paired]]]) -> List[str]:
-    """Per metric, the foreground mean's difference, interval, p (BH) and word: verdict_word against the noise
-    floor of noises (the two trainers' seed-to-seed comparisons), or significance_word alone when noises is None
-    (no seed-to-seed noise applies: the same models on both sides)."""
-    lines = []
+def metric_words(paired: Paired, noises: Optional[Sequence[Optional[Paired]]]) -> List[MetricWord]:
+    """Per metric (METRICS), the foreground mean's row, noise floor and word: verdict_word against the noise floor of
+    noises (the two trainers' seed-to-seed comparisons), or significance_word alone when noises is None (no
+    seed-to-seed noise applies: the same models on both sides)."""
+    words = []
     for metric in METRICS:
         row = paired.row(FOREGROUND_MEAN, metric)
         floor = None if noises is None else noise_floor(noises, metric)
         word = (significance_word(metric, row) if noises is None
                 else verdict_word(metric, row, None if floor is None else floor[0]))
-        lines.append(f"  - {_metric_label(metric)}: {_difference(metric, row.difference)}, p (BH) "
-                     f"{_p(row.p_adjusted)}{floor_text(metric, floor, paired)}: **{word}**")
-    return lines
+        words.append((metric, row, floor, word))
+    return words
 
 
-def quality_lines(renderer: StudyRenderer, comparison: Comparison, model: str, link: str) -> List[str]:
+def metric_lines(paired: Paired, words: Sequence[MetricWord]) -> List[str]:
+    """Per metric of words (metric_words), the foreground mean's difference, interval, p (BH), noise floor and
+    word."""
+    return [f"  - {_metric_label(metric)}: {_difference(metric, row.difference)}, p (BH) "
+            f"{_p(row.p_adjusted)}{floor_text(metric, floor, paired)}: **{word}**"
+            for metric, row, floor, word in words]
+
+
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def words_in_short(words: Sequence[MetricWord]) -> str:
+    """The metrics grouped by word, in METRICS order: 'worse in Dice and NSD; no significant difference in HD95 and
+    ASSD'; a word's qualifier (after its first ': ' or ', ') goes in parentheses after the metrics."""
+    groups = {}
+    for metric, _, _, word in words:
+        groups.setdefault(word, []).append(metric)
+    parts = []
+    for word, metrics in groups.items():
+        base, qualifier = re.split(r": |, ", word, maxsplit=1) if re.search(r": |, ", word) else (word, "")
+        parts.append(f"{base} in {_and(metrics)}" + (f" ({qualifier})" if qualifier else ""))
+    return "; ".join(parts)
+
+
+def quality_lines(renderer: StudyRenderer, comparison: Comparison, model: str, link: str) -> Tuple[List[str], str]:
     """One list item: how much of the comparison has run and which of its two trainers has not levelled off
     (has_not_levelled_off), then per metric the foreground mean's difference, interval, p (BH), noise floor and
-    word."""
+    word; and its line in short (in_short)."""
     study, baseline = renderer.study, comparison.baseline
-    head = f"- {link}, {model} − {baseline}"
+    head, short = f"- {link}, {model} − {baseline}", f"- {model} − {baseline} (`{study.name}`)"
     not_run = next((t for t in (baseline, model) if renderer.arm(t, study.seed) is None), None)
     if not_run:
-        return [f"{head}: not yet run (no finished fold of {not_run} at seed {study.seed})."]
+        return [f"{head}: not yet run (no finished fold of {not_run} at seed {study.seed})."], f"{short}: not yet run."
     try:
         paired = renderer.paired(baseline, model)
         noises = (renderer.noise(baseline), renderer.noise(model))
     except ComparisonRefused as refusal:
-        return [f"{head}: not compared: {refusal}."]
+        return [f"{head}: not compared: {refusal}."], f"{short}: not compared."
     if not paired.folds:
-        return [f"{head}: not yet run (no fold finished by both)."]
+        return [f"{head}: not yet run (no fold finished by both)."], f"{short}: not yet run."
     changes = {trainer: renderer.ema_change(trainer, study.seed, paired.folds) for trainer in (baseline, model)}
-    unlevelled = "".join(f"; {trainer} has not levelled off (EMA {change:+.4f} over the last {LEVELLING_SHARE:.0%} of "
-                         "epochs)" for trainer, change in changes.items() if has_not_levelled_off(change))
-    return [f"{head}: {_cases_paired(paired, study)}{unlevelled}:"] + metric_lines(paired, noises)
+    unlevelled = [(trainer, change) for trainer, change in changes.items() if has_not_levelled_off(change)]
+    words = metric_words(paired, noises)
+    return ([f"{head}: {_cases_paired(paired, study)}"
+             + "".join(f"; {trainer} has not levelled off (EMA {change:+.4f} over the last {LEVELLING_SHARE:.0%} of "
+                       "epochs)" for trainer, change in unlevelled) + ":"] + metric_lines(paired, words),
+            in_short(short, paired, study, words, [trainer for trainer, _ in unlevelled]))
+
+
+def in_short(head: str, paired: Paired, study: TrainingStudy, words: Sequence[MetricWord],
+             unlevelled: Sequence[str] = ()) -> str:
+    """'<head>: <words_in_short>; preliminary, 3 of 5 folds; <trainer> has not levelled off.'"""
+    notes = ([f"preliminary, {len(paired.folds)} of {len(study.folds)} folds"]
+             if len(paired.folds) != len(study.folds) else []) + [f"{t} has not levelled off" for t in unlevelled]
+    return f"{head}: " + "; ".join([words_in_short(words)] + notes) + "."
 
 
 def _cases_paired(paired: Paired, study: TrainingStudy) -> str:
@@ -135,17 +173,22 @@ def _cases_paired(paired: Paired, study: TrainingStudy) -> str:
             + (f" ({failures})" if failures else ""))
 
 
-def head_lines(renderer: StudyRenderer, model: str, link: str) -> List[str]:
+def head_lines(renderer: StudyRenderer, model: str, link: str) -> Tuple[List[str], str]:
     """One list item: the model with its head on against the same models with it off (RESULTS.md's head-off
-    section), per metric the foreground mean's difference, interval, p (BH) and significance."""
+    section), per metric the foreground mean's difference, interval, p (BH) and significance; and its line in
+    short (in_short)."""
     head = f"- {link}, {model} head on − head off"
+    short = f"- {model} head on − head off (`{renderer.study.name}`)"
     try:
         paired = renderer.head_on_off(model)
     except ComparisonRefused as refusal:
-        return [f"{head}: not compared: {refusal}."]
+        return [f"{head}: not compared: {refusal}."], f"{short}: not compared."
     if paired is None:
-        return [f"{head}: not yet run (no finished fold of {model} at seed {renderer.study.seed})."]
-    return [f"{head}: {_cases_paired(paired, renderer.study)}:"] + metric_lines(paired, None)
+        return ([f"{head}: not yet run (no finished fold of {model} at seed {renderer.study.seed})."],
+                f"{short}: not yet run.")
+    words = metric_words(paired, None)
+    return ([f"{head}: {_cases_paired(paired, renderer.study)}:"] + metric_lines(paired, words),
+            in_short(short, paired, renderer.study, words))
 
 
 def cost_line(recorded: Optional[RecordedBenchmark], link: str) -> str:
@@ -201,24 +244,28 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
     """The Markdown between the README's markers: headline quality, headline cost, and the link to RESULTS.md."""
     target = os.path.relpath(os.path.abspath(results_file), os.path.dirname(os.path.abspath(readme_file)))
     anchors = heading_anchors(rendered.text)
-    quality, cost = [], []
+    quality, short, cost = [], [], []
     for study in rendered.studies:
         if isinstance(study, TrainingStudy):
             renderer = rendered.renderers[study.folder]
             for comparison in (c for c in study.comparisons if c.verdict):
                 link = section_link(anchors, target, renderer.heading, f"### {comparison.title}", comparison.title)
                 for model in comparison.models:
-                    quality += quality_lines(renderer, comparison, model, f"{link} (`{study.name}`)")
+                    lines, line = quality_lines(renderer, comparison, model, f"{link} (`{study.name}`)")
+                    quality, short = quality + lines, short + [line]
             head_link = section_link(anchors, target, renderer.heading, renderer.head_off_heading,
                                      study.head_off_title)
             for model in headline_models(study):
-                quality += head_lines(renderer, model, f"{head_link} (`{study.name}`)")
+                lines, line = head_lines(renderer, model, f"{head_link} (`{study.name}`)")
+                quality, short = quality + lines, short + [line]
         elif study.verdict:
             link = section_link(anchors, target, "## Cost", f"### {study.title}", study.title)
             cost.append(cost_line(rendered.benchmarks[study.folder], link))
     unmarked = '- none: mark one with `"verdict": true` in its study.json.'
     return "\n".join(
-        [f"**Quality**: the per-case foreground mean, model − baseline [{CONFIDENCE_LEVEL:.0%} bootstrap interval] and "
+        ([f"**In short**, the headline comparisons' foreground means, each detailed below:", ""]
+         + short + [""] if short else [])
+        + [f"**Quality**: the per-case foreground mean, model − baseline [{CONFIDENCE_LEVEL:.0%} bootstrap interval] and "
          "the Wilcoxon p corrected over classes and metrics (BH); where the cases are slices of one volume, both "
          "take whole validation slabs as the independent units (RESULTS.md says how). **better** or **worse** needs "
          "p (BH) < "
