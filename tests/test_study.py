@@ -131,13 +131,15 @@ def test_resume_skips_finished_runs_continues_interrupted_ones_and_records_train
     assert again.commands == [] and "4 trainings: 4 done" in capsys.readouterr().out
 
 
-def training_log(folder, seconds_ago, lasted):
-    """An nnU-Net training log named as if its trainer started seconds_ago, last written lasted seconds later."""
+def training_log(folder, seconds_ago, lasted, first_epoch=5):
+    """An nnU-Net training log named as if its trainer started seconds_ago, at first_epoch (0: from scratch), last
+    written lasted seconds later."""
     started = datetime.datetime.now().replace(microsecond=0) - datetime.timedelta(seconds=seconds_ago)
     path = os.path.join(folder, "training_log_{}_{}_{}_{:02d}_{:02d}_{:02d}.txt".format(
         *started.timetuple()[:6]))
     with open(path, "w") as f:
-        f.write("epoch 0\n")
+        f.write(f"{started}.000001: \n{started}.000002: Epoch {first_epoch} \n"
+                f"{started}.000003: Current learning rate: 0.01 \n{started}.000004: Epoch {first_epoch + 1} \n")
     os.utime(path, (started.timestamp() + lasted,) * 2)
     return os.path.basename(path)
 
@@ -189,6 +191,23 @@ def test_a_killed_training_from_scratch_leaves_out_the_logs_of_attempts_before_i
         record = json.load(f)
     assert record["wall_seconds"] == 102.0
     assert [t["log"] for t in record["unrecorded_trainings"]] == [killed]
+
+
+def test_logs_before_an_unrecorded_training_from_scratch_are_left_out(tmp_path):
+    """Two killed nnUNetv2_train runs that left no record, both from scratch (their logs start at epoch 0), then one
+    resumed from the second's checkpoint: the first attempt is abandoned and does not count."""
+    study = one_training_study(tmp_path)
+    workspace = Workspace(str(tmp_path / "work"))
+    folder = fold_folder(workspace, study, "nnUNetTrainer", 0)
+    training_log(folder, seconds_ago=900, lasted=200, first_epoch=0)
+    from_scratch = training_log(folder, seconds_ago=600, lasted=100, first_epoch=0)
+    resumed = training_log(folder, seconds_ago=300, lasted=50, first_epoch=5)
+    torch.save({}, os.path.join(folder, "checkpoint_latest.pth"))
+    run_study_folder(study.folder, workspace.root, num_processes=1, execute=FakeNnUNet(workspace))
+    with open(os.path.join(study.folder, "runs", "nnUNetTrainer", "seed0", "fold_0", "run.json")) as f:
+        record = json.load(f)
+    assert [t["log"] for t in record["unrecorded_trainings"]] == [from_scratch, resumed]
+    assert record["wall_seconds"] == 152.0
 
 
 def test_a_new_training_gets_the_study_environment_and_trains_from_scratch(tmp_path):

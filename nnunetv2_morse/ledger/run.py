@@ -50,6 +50,7 @@ BENCHMARK_OUTPUTS = ("benchmark_*.json", "benchmark_*.md", "profile_*.txt")
 BENCHMARK_FAILURE_LOGS = "failed_*.log"
 # nnU-Net's trainer writes one log per nnUNetv2_train invocation, named by the time it started (local time)
 TRAINING_LOG = re.compile(r"^training_log_(\d+)_(\d+)_(\d+)_(\d+)_(\d+)_(\d+)\.txt$")
+EPOCH_LINE = re.compile(r": Epoch (\d+)\s*$", re.MULTILINE)
 STATES = {"done": "done", "record": "to score and record", "validate": "to validate (--val)",
           "resume": "to resume (--c)", "train": "to train"}
 
@@ -283,22 +284,34 @@ class RunCommands:
             records.write_json(self.done, self.path)
 
 
+def first_epoch(log_file: str) -> Optional[int]:
+    """The epoch an nnU-Net training log starts at (0: a training from scratch), None if it logged no epoch."""
+    with open(log_file, errors="replace") as f:
+        match = EPOCH_LINE.search(f.read())
+    return int(match.group(1)) if match else None
+
+
 def unrecorded_trainings(fold_folder: str, recorded: Sequence[dict]) -> List[dict]:
     """The nnUNetv2_train invocations that left a training log in fold_folder but no finished record among recorded
     (the process was killed, or ran outside this command), each {"log", "started", "ended", "seconds"}: from the log's
-    name (the trainer's start, so a few seconds of start-up are missing) to its last write. Logs older than a recorded
-    training from scratch, finished or not, are of an abandoned attempt and left out."""
+    name (the trainer's start, so a few seconds of start-up are missing) to its last write. Logs older than the last
+    training from scratch (a recorded one, finished or not, or a log that starts at epoch 0) are of an abandoned
+    attempt and left out."""
     spans = [(datetime.datetime.fromisoformat(c["started"]), datetime.datetime.fromisoformat(c["ended"]))
              for c in recorded if "ended" in c]
     from_scratch = [datetime.datetime.fromisoformat(c["started"]) for c in recorded
                     if not {"--c", "--val"} & set(c["command"].split())]
-    found = []
+    logs = []
     for name in sorted(os.listdir(fold_folder)):
         match = TRAINING_LOG.match(name)
-        if not match:
-            continue
-        started = datetime.datetime(*map(int, match.groups())).astimezone()
-        if (from_scratch and started < from_scratch[0]) or any(a <= started <= b for a, b in spans):
+        if match:
+            started = datetime.datetime(*map(int, match.groups())).astimezone()
+            logs.append((name, started))
+            if first_epoch(os.path.join(fold_folder, name)) == 0:
+                from_scratch.append(started)
+    found = []
+    for name, started in logs:
+        if (from_scratch and started < max(from_scratch)) or any(a <= started <= b for a, b in spans):
             continue
         ended = datetime.datetime.fromtimestamp(os.path.getmtime(os.path.join(fold_folder, name))).astimezone()
         found.append({"log": name, "started": started.isoformat(timespec="seconds"),
