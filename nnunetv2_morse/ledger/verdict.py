@@ -126,8 +126,8 @@ def words_in_short(words: Sequence[MetricWord]) -> str:
         groups.setdefault(word, []).append(metric)
     parts = []
     for word, metrics in groups.items():
-        base, qualifier = re.split(r": |, ", word, maxsplit=1) if re.search(r": |, ", word) else (word, "")
-        parts.append(f"{base} in {_and(metrics)}" + (f" ({qualifier})" if qualifier else ""))
+        base, *qualifier = re.split(r": |, ", word, maxsplit=1)
+        parts.append(f"{base} in {_and(metrics)}" + "".join(f" ({q})" for q in qualifier))
     return "; ".join(parts)
 
 
@@ -159,14 +159,19 @@ def quality_lines(renderer: StudyRenderer, comparison: Comparison, model: str, l
 def in_short(head: str, paired: Paired, study: TrainingStudy, words: Sequence[MetricWord],
              unlevelled: Sequence[str] = ()) -> str:
     """'<head>: <words_in_short>; preliminary, 3 of 5 folds; <trainer> has not levelled off.'"""
-    notes = ([f"preliminary, {len(paired.folds)} of {len(study.folds)} folds"]
-             if len(paired.folds) != len(study.folds) else []) + [f"{t} has not levelled off" for t in unlevelled]
+    notes = ([f"preliminary, {len(paired.folds)} of {len(study.folds)} folds"] if _preliminary(paired, study) else []
+             ) + [f"{t} has not levelled off" for t in unlevelled]
     return f"{head}: " + "; ".join([words_in_short(words)] + notes) + "."
+
+
+def _preliminary(paired: Paired, study: TrainingStudy) -> bool:
+    """Whether the comparison pairs fewer folds than the study has."""
+    return len(paired.folds) != len(study.folds)
 
 
 def _cases_paired(paired: Paired, study: TrainingStudy) -> str:
     """'3 of 5 folds finished (**preliminary**), 90 paired cases in 15 slabs (<detection_failures>)'."""
-    preliminary = "" if len(paired.folds) == len(study.folds) else " (**preliminary**)"
+    preliminary = " (**preliminary**)" if _preliminary(paired, study) else ""
     failures = detection_failures(paired)
     return (f"{len(paired.folds)} of {len(study.folds)} folds finished{preliminary}, "
             f"{paired_count_text(paired, 'paired cases')}"
