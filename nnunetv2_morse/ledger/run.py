@@ -309,9 +309,10 @@ def unrecorded_trainings(fold_folder: str, recorded: Sequence[dict]) -> List[dic
             logs.append((name, started))
             if first_epoch(os.path.join(fold_folder, name)) == 0:
                 from_scratch.append(started)
+    last_from_scratch = max(from_scratch, default=None)
     found = []
     for name, started in logs:
-        if (from_scratch and started < max(from_scratch)) or any(a <= started <= b for a, b in spans):
+        if (last_from_scratch and started < last_from_scratch) or any(a <= started <= b for a, b in spans):
             continue
         ended = datetime.datetime.fromtimestamp(os.path.getmtime(os.path.join(fold_folder, name))).astimezone()
         found.append({"log": name, "started": started.isoformat(timespec="seconds"),
