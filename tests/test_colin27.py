@@ -113,6 +113,7 @@ def test_2d_slices_labels_and_folds(tmp_path, source):
     assert_contiguous_folds(splits, case_ids)
     with open(os.path.join(folder, "splits_final.json")) as f:
         assert json.load(f) == splits
+    assert not os.path.exists(os.path.join(folder, "case_groups.json"))  # five blocks: too few groups
     verify_dataset_integrity(folder, num_processes=1)
 
 
@@ -197,6 +198,14 @@ def test_2d_validation_slabs_dealt_to_the_folds(tmp_path, source):
         assert json.load(f) == splits
     with open(os.path.join(folder, "dataset.json")) as f:
         assert "slabs of 3 cases dealt to the folds in turn" in json.load(f)["description"]
+    case_folds = {c: fold for fold, split in enumerate(splits) for c in split["val"]}
+    slab_of = validation_slabs(case_folds, 3)
+    for groups_folder in (folder, tmp_path / "preprocessed" / "Dataset027_Colin27AAL"):
+        with open(os.path.join(groups_folder, "case_groups.json")) as f:
+            groups = json.load(f)
+        assert groups == {c: f"slab_{slab_of[c]:03d}" for c in case_ids}
+        assert groups[case_ids[2]] == "slab_000" != groups[case_ids[3]] == "slab_001"
+    verify_dataset_integrity(folder, num_processes=1)
 
 
 def test_console_script(tmp_path, source, monkeypatch, capsys):

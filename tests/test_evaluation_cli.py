@@ -434,6 +434,57 @@ def test_compare_gives_no_interval_below_ten_cases_and_says_why(tmp_path, capsys
     assert enough["warnings"] == [] and low < dice_enough["mean_difference"] < high
 
 
+def test_compare_with_groups_resamples_and_ranks_whole_groups(tmp_path, capsys):
+    """20 cases, pairs of near-identical ones, the model better in every case: taken as independent, p is
+    2 / 2^20 and there is an interval; grouped, p ranks 5 group means (at least 2 / 2^5, p < 0.05 unattainable) and
+    5 groups are too few for an interval; grouped by pair (10 groups) the numbers are statistics.paired_difference's
+    over the pairs."""
+    from nnunetv2_morse.evaluation.statistics import paired_difference
+
+    rng = np.random.default_rng(3)
+    dice = np.repeat(rng.uniform(0.6, 0.8, 10), 2) + rng.normal(0, 0.002, 20)
+    model = dice + np.repeat(rng.uniform(0.005, 0.03, 10), 2) + rng.uniform(0.0, 0.001, 20)
+    for side, values in (("base", dice), ("model", model)):
+        (tmp_path / f"{side}.json").write_text(json.dumps(scored_report(values)))
+    cases = [f"case_{i:03d}" for i in range(20)]
+    five, ten = ({c: f"patient_{i // size}" for i, c in enumerate(cases)} for size in (4, 2))
+    for name, groups in (("five", five), ("ten", ten), ("bad", {**ten, "case_007": [1]}), ("list", cases),
+                         ("partial", {c: g for c, g in ten.items() if c not in ("case_003", "case_011")})):
+        (tmp_path / f"{name}_groups.json").write_text(json.dumps(groups))
+    paths = [str(tmp_path / "base.json"), str(tmp_path / "model.json"), "--names", "base", "model"]
+    compare_main(paths + ["-o", str(tmp_path / "independent")])
+    compare_main(paths + ["--groups", str(tmp_path / "five_groups.json"), "-o", str(tmp_path / "five")])
+    compare_main(paths + ["--groups", str(tmp_path / "ten_groups.json"), "-o", str(tmp_path / "ten")])
+    independent, by_five, by_ten = (json.loads((tmp_path / f"{n}.json").read_text())
+                                    for n in ("independent", "five", "ten"))
+    dice_independent, dice_five, dice_ten = (c["comparisons"]["model"]["organ"]["Dice"]
+                                             for c in (independent, by_five, by_ten))
+    assert independent["groups"] is None and dice_independent["num_units"] == 20
+    assert dice_independent["p_value"] == pytest.approx(2 / 2 ** 20) and None not in dice_independent[
+        "mean_difference_ci"]
+    assert by_five["groups"]["num_groups"] == 5 and by_five["groups"]["of_case"]["case_005"] == "patient_1"
+    assert by_five["groups"]["source"] == str(tmp_path / "five_groups.json")
+    assert dice_five["n"] == 20 and dice_five["num_units"] == 5 and dice_five["p_value"] == pytest.approx(2 / 2 ** 5)
+    assert dice_five["mean_difference_ci"] == [None, None] and "p < 0.05 unattainable" in dice_five["note"]
+    assert dice_five["mean_difference"] == pytest.approx(dice_independent["mean_difference"])
+    assert by_five["warnings"] == ["only 5 groups of the 20 paired cases: no confidence intervals, which need at "
+                                   "least 10 groups (a bootstrap over fewer gives intervals that are too narrow)"]
+    expected = paired_difference(dice, model, units=np.array([ten[c] for c in cases]))
+    assert dice_ten["mean_difference_ci"] == pytest.approx([expected.low, expected.high])
+    assert dice_ten["p_value"] == pytest.approx(expected.p_value) == pytest.approx(2 / 2 ** 10)
+    assert dice_ten["mean_difference_ci"] != pytest.approx(dice_independent["mean_difference_ci"])
+    assert "20 paired cases in 10 groups (" in (tmp_path / "ten.md").read_text()
+    capsys.readouterr()
+    for name, message in (("bad", "the group of a case must be a name or a number, not that of case_007"),
+                          ("partial", "the groups give no group for 2 of the 20 case(s): case_003, case_011"),
+                          ("list", "is not a groups file: give a JSON object mapping each case id to its group"),
+                          ("missing", "groups file not found")):
+        with pytest.raises(SystemExit) as exit_info:
+            compare_main(paths + ["--groups", str(tmp_path / f"{name}_groups.json"), "-o", str(tmp_path / name)])
+        assert message in str(exit_info.value.code) and "\n" not in str(exit_info.value.code)
+        assert not list(tmp_path.glob(f"{name}.*"))
+
+
 def test_chill_scores_only_the_predictions_present(tmp_path, capsys):
     references, predictions = fake_cases()
     write_cases(tmp_path / "ref", references)

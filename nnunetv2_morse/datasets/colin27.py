@@ -40,7 +40,9 @@ interior slab at most about N/2 slices from a training case (up to N at the two 
 segmenting a new scan of anatomy the model has seen (absolute scores are then optimistic; paired comparisons of
 trainers stay fair, all trainers seeing the same slices).
 ``splits_final.json`` is written to ``$nnUNet_preprocessed/Dataset<ID>_<name>/``, where nnU-Net reads it, and to
-the raw dataset folder. ``nnUNetv2_plan_and_preprocess`` keeps it: it only replaces its configuration folders
+the raw dataset folder. With validation slabs, ``case_groups.json`` beside it maps each case to its slab
+(``slab_000``, ...) for ``nnUNetv2_morse_compare --groups``: slices of one slab are near-identical, so paired
+statistics should count a slab once (contiguous blocks would leave only five groups, too few for an interval). ``nnUNetv2_plan_and_preprocess`` keeps it: it only replaces its configuration folders
 (e.g. ``nnUNetPlans_2d``), and its planner (2.8, the version required here) copies the raw folder's copy there
 when it is missing and checks that the two agree.
 """
@@ -221,8 +223,8 @@ def make_colin27_dataset(raw_dir: str, dataset_id: int, mode: str = "2d", every:
                          slab_thickness: int = 16, min_brain_fraction: float = 0.05, validation_slab: int = 0,
                          source_dir: str = DEFAULT_SOURCE_DIR, preprocessed_dir: Optional[str] = None,
                          name: str = "Colin27AAL") -> str:
-    """Write ``<raw_dir>/Dataset<ID>_<name>`` (nnU-Net v2 raw format, no imagesTs) and ``splits_final.json``;
-    return the raw folder.
+    """Write ``<raw_dir>/Dataset<ID>_<name>`` (nnU-Net v2 raw format, no imagesTs), ``splits_final.json`` and, with
+    validation slabs, ``case_groups.json`` (module doc); return the raw folder.
 
     mode: "2d" (axial slices) or "3d" (axial slabs of about ``slab_thickness`` kept slices); every: keep every
     every-th slice; downsample: in-plane block size (spacing in mm); min_brain_fraction: labelled area relative to
@@ -288,11 +290,14 @@ def make_colin27_dataset(raw_dir: str, dataset_id: int, mode: str = "2d", every:
                                      f"axial {'slices' if mode == '2d' else 'slabs'}, every {every}, in-plane "
                                      f"downsampling {downsample}; folds are {folds}.", "T1", LABELS,
                        len(case_ids), licence=SOURCE_LICENCE)
-    split_folders = (folder, os.path.join(preprocessed_dir, os.path.basename(folder)))
-    for split_folder in split_folders:
+    files = {"splits_final.json": splits}
+    if validation_slab:
+        files["case_groups.json"] = {case: f"slab_{i // validation_slab:03d}" for i, case in enumerate(case_ids)}
+    for split_folder in (folder, os.path.join(preprocessed_dir, os.path.basename(folder))):
         os.makedirs(split_folder, exist_ok=True)
-        with open(os.path.join(split_folder, "splits_final.json"), "w") as f:
-            json.dump(splits, f, indent=2)
+        for file_name, content in files.items():
+            with open(os.path.join(split_folder, file_name), "w") as f:
+                json.dump(content, f, indent=2)
     return folder
 
 

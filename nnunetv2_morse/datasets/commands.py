@@ -78,7 +78,8 @@ def make_colin27_entry(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--slab-thickness", type=int, default=16, help="3D: kept slices per slab")
     parser.add_argument("--validation-slab", type=int, default=0,
                         help="0: each fold validates one contiguous block of cases (extrapolation to unseen "
-                             "anatomy); N: slabs of N consecutive cases dealt to the folds in turn")
+                             "anatomy); N: slabs of N consecutive cases dealt to the folds in turn, each case's "
+                             "slab written as case_groups.json for nnUNetv2_morse_compare --groups")
     parser.add_argument("--source", dest="source_dir", default="/usr/share/mricron/templates",
                         help="folder holding mricron-data's ch2.nii.gz, aal.nii.gz and aal.nii.txt")
     parser.add_argument("--install", action="store_true",

@@ -12,6 +12,11 @@ model. HD95, ASSD (mm): lower is better, a negative difference favours the model
 The adjusted p-values control the false-discovery rate over one model's family of tests: every class, the per-case
 foreground mean, and metric.
 
+Cases are taken as independent unless groups say otherwise (``--groups``: case id -> group, e.g. the patient of each
+scan, or the validation slab of each Colin27 slice): the intervals then resample whole groups and the signed-rank
+tests rank one mean difference per group (``statistics.paired_difference``), so that k near-identical cases of one
+group count once, not k times.
+
 Reports are comparable only if scored alike: different NSD tolerances or empty-class conventions (``--empty``) are
 refused; different reference folders or datasets, and reports too old to record these, are warned about (stderr, the
 JSON's "warnings" and the Markdown).
@@ -33,10 +38,10 @@ from nnunetv2_morse.evaluation.statistics import (BOOTSTRAP_RESAMPLES, BOOTSTRAP
                                                   adjusted_p_values, paired_statistics, ranks_oppose,
                                                   wilcoxon_p_value)
 
-__all__ = ["ComparisonError", "compare_reports", "differences_table", "load_report", "markdown_report", "main",
+__all__ = ["ComparisonError", "compare_reports", "differences_table", "load_groups", "load_report", "markdown_report", "main",
            "paired_statistics", "plot_differences", "wilcoxon_p_value", "MIN_NONZERO_FOR_P_BELOW_0_05"]
 
-COMPARISON_FORMAT = "nnunetv2_morse.comparison/2"
+COMPARISON_FORMAT = "nnunetv2_morse.comparison/3"
 FIGURE_METRICS = ("Dice", "HD95", "ASSD", "NSD")
 FOREGROUND_MEAN = "foreground mean"
 MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -56,18 +61,37 @@ class ComparisonError(CommandError):
     """Reports that cannot be paired (missing cases or classes, malformed files), reported as one line."""
 
 
-def load_report(path: str) -> dict:
-    """A metric report written by nnUNetv2_morse_evaluate(_cv); ComparisonError if it is not one."""
+def _load_json(path: str, what: str):
+    """The JSON content of path; ComparisonError if there is no such file (what: its kind) or it is not JSON."""
     if not os.path.isfile(path):
-        raise ComparisonError(f"file not found: {path}")
+        raise ComparisonError(f"{what} not found: {path}")
     with open(path) as f:
         try:
-            report = json.load(f)
+            return json.load(f)
         except json.JSONDecodeError as error:
             raise ComparisonError(f"{path} is not valid JSON ({error})") from error
+
+
+def load_report(path: str) -> dict:
+    """A metric report written by nnUNetv2_morse_evaluate(_cv); ComparisonError if it is not one."""
+    report = _load_json(path, "file")
     if not isinstance(report, dict) or "metric_per_case" not in report or "classes" not in report:
         raise ComparisonError(f"{path} is not a report of nnUNetv2_morse_evaluate(_cv) (no metric_per_case)")
     return report
+
+
+def load_groups(path: str) -> Dict[str, str]:
+    """The groups file of ``--groups``: a JSON object {case id: group name or number}, groups as strings;
+    ComparisonError if it is not one."""
+    groups = _load_json(path, "groups file")
+    if not isinstance(groups, dict) or not groups:
+        raise ComparisonError(f"{path} is not a groups file: give a JSON object mapping each case id to its group, "
+                              'e.g. {"case_001": "patient_01", "case_002": "patient_01"}')
+    bad = [case for case, group in groups.items() if isinstance(group, bool) or not isinstance(group, (str, int))]
+    if bad:
+        raise ComparisonError(f"{path}: the group of a case must be a name or a number, not that of "
+                              f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}")
+    return {case: str(group) for case, group in groups.items()}
 
 
 def case_values(report: Mapping, classes: Sequence[str], case_ids: Sequence[str]) -> Dict[str, Dict[str, np.ndarray]]:
@@ -140,8 +164,23 @@ def _unrecorded_scoring_warnings(report: Mapping, name: str) -> List[str]:
             "it was scored like the others; evaluate it again to check"]
 
 
-def compare_reports(reports: Sequence[Mapping], names: Sequence[str], sources: Sequence[str]) -> dict:
-    """The comparison of reports[1:] with reports[0] (the baseline); see the module docstring."""
+def _case_units(cases: Sequence[str], groups: Optional[Mapping[str, str]]) -> Optional[np.ndarray]:
+    """(n,) the group of each case, None without groups; ComparisonError naming the cases the groups lack."""
+    if groups is None:
+        return None
+    ungrouped = [case for case in cases if case not in groups]
+    if ungrouped:
+        raise ComparisonError(f"the groups give no group for {len(ungrouped)} of the {len(cases)} case(s): "
+                              f"{', '.join(ungrouped[:10])}{' ...' if len(ungrouped) > 10 else ''}; give every case "
+                              "a group (a case that shares none with another is its own group)")
+    return np.array([groups[case] for case in cases])
+
+
+def compare_reports(reports: Sequence[Mapping], names: Sequence[str], sources: Sequence[str],
+                    groups: Optional[Mapping[str, str]] = None, groups_source: Optional[str] = None) -> dict:
+    """The comparison of reports[1:] with reports[0] (the baseline); groups: {case id: group} where cases are not
+    independent (load_groups; None: every case its own), groups_source: the file they came from; see the module
+    docstring."""
     if len(reports) < 2:
         raise ComparisonError("need at least two reports: a baseline and one model")
     if len(set(names)) != len(names):
@@ -152,15 +191,20 @@ def compare_reports(reports: Sequence[Mapping], names: Sequence[str], sources: S
         _check_pairable(reports[0], report, baseline_name, name)
         warnings += _check_scored_alike(reports[0], report, baseline_name, name)
     cases = [e["case"] for e in reports[0]["metric_per_case"]]
-    if len(cases) < MIN_UNITS_FOR_INTERVAL:
-        warnings.append(f"only {len(cases)} paired cases: no confidence intervals, which need at least "
-                        f"{MIN_UNITS_FOR_INTERVAL} (a bootstrap over fewer gives intervals that are too narrow)")
+    units = _case_units(cases, groups)
+    num_groups = None if units is None else len(set(units.tolist()))
+    if (num_groups or len(cases)) < MIN_UNITS_FOR_INTERVAL:
+        counted = (f"{len(cases)} paired cases" if num_groups is None
+                   else f"{num_groups} groups of the {len(cases)} paired cases")
+        warnings.append(f"only {counted}: no confidence intervals, which need at least {MIN_UNITS_FOR_INTERVAL}"
+                        f"{'' if num_groups is None else ' groups'} (a bootstrap over fewer gives intervals that are "
+                        "too narrow)")
     classes = list(reports[0]["classes"])
     baseline_values = case_values(reports[0], classes, cases)
     comparisons = {}
     for report, name in zip(reports[1:], names[1:]):
         model_values = case_values(report, classes, cases)
-        comparisons[name] = {c: {m: paired_statistics(baseline_values[c][m], model_values[c][m])
+        comparisons[name] = {c: {m: paired_statistics(baseline_values[c][m], model_values[c][m], units)
                                  for m in METRIC_NAMES} for c in baseline_values}
         family = [statistics for per_metric in comparisons[name].values() for statistics in per_metric.values()]
         for statistics, adjusted in zip(family, adjusted_p_values([s["p_value"] for s in family])):
@@ -168,6 +212,9 @@ def compare_reports(reports: Sequence[Mapping], names: Sequence[str], sources: S
     return {"format": COMPARISON_FORMAT, **report_stamp(), "baseline": baseline_name,
             "models": {name: os.path.abspath(source) for name, source in zip(names, sources)},
             "num_cases": len(cases), "cases": cases, "classes": classes + [FOREGROUND_MEAN],
+            "groups": None if units is None else {
+                "source": groups_source and os.path.abspath(groups_source), "num_groups": num_groups,
+                "of_case": dict(zip(cases, units.tolist()))},
             "difference": "model - baseline", "higher_is_better": dict(HIGHER_IS_BETTER),
             "metric_units": dict(METRIC_UNITS), "test": TEST_DESCRIPTION, "confidence_level": CONFIDENCE_LEVEL,
             "empty_convention": reports[0].get("empty_convention"), "warnings": warnings,
@@ -189,8 +236,12 @@ def _favoured(statistics: Mapping, metric: str, model: str, baseline: str) -> st
 def markdown_report(comparison: Mapping) -> str:
     """Markdown: conventions, then per model a table of class x metric statistics."""
     baseline = comparison["baseline"]
+    groups = comparison.get("groups")
+    grouped = ("" if not groups else
+               f" in {groups['num_groups']} groups{' (' + groups['source'] + ')' if groups['source'] else ''}: the "
+               "intervals resample whole groups and p ranks one mean difference per group")
     lines = [f"# Paired comparison with baseline {baseline}", "",
-             f"{comparison['num_cases']} paired cases. Difference = model - baseline. Dice, IoU, NSD: higher is "
+             f"{comparison['num_cases']} paired cases{grouped}. Difference = model - baseline. Dice, IoU, NSD: higher is "
              "better (positive difference favours the model); HD95, ASSD (mm): lower is better (negative difference "
              f"favours the model). p: {comparison['test']}.", ""]
     if comparison["warnings"]:
@@ -302,6 +353,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         "MORSE/crossval_boundary_metrics.json --names nnUNet MORSE -o mvb")
     parser.add_argument("reports", nargs="+", help="metric JSON files; the first is the baseline")
     parser.add_argument("--names", nargs="+", help="one name per report (default: each report's parent folder)")
+    parser.add_argument("--groups", metavar="GROUPS.json",
+                        help="JSON object mapping every case id to its group, where cases are not independent (scans "
+                             "of one patient; nnUNetv2_morse_make_colin27 writes case_groups.json for slices of one "
+                             "volume): the confidence intervals then resample whole groups and the Wilcoxon tests "
+                             "rank one mean difference per group (default: every case its own group)")
     parser.add_argument("-o", dest="output_prefix", metavar="PREFIX", default="comparison",
                         help="output path without extension")
     args = parser.parse_args(argv)
@@ -311,7 +367,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if len(names) != len(args.reports):
         parser.error(f"--names gives {len(names)} name(s) for {len(args.reports)} report(s)")
     with one_line_errors(prog, (ComparisonError,)):
-        comparison = compare_reports([load_report(r) for r in args.reports], names, args.reports)
+        groups = None if args.groups is None else load_groups(args.groups)
+        comparison = compare_reports([load_report(r) for r in args.reports], names, args.reports, groups,
+                                     args.groups)
     print_warnings(prog, comparison["warnings"])
     write_json(comparison, args.output_prefix + ".json")
     markdown = markdown_report(comparison)

@@ -172,25 +172,26 @@ def paired_difference(baseline: np.ndarray, model: np.ndarray, resamples: int = 
                             note, signed_rank_direction(unit_means))
 
 
-def paired_statistics(baseline: np.ndarray, model: np.ndarray) -> dict:
+def paired_statistics(baseline: np.ndarray, model: np.ndarray, units: Optional[np.ndarray] = None) -> dict:
     """Statistics of one metric of two models on the same n cases, baseline and model (n,) in the same case order,
-    over the cases finite on both sides.
+    over the cases finite on both sides; units (n,): each case's independent unit (paired_difference), None: each
+    case its own.
 
-    Returns n (of them); baseline and model mean and median; mean and median difference (model - baseline) with the
-    bootstrap interval of the mean, mean_difference_ci [low, high] (nulls with fewer than MIN_UNITS_FOR_INTERVAL
-    cases) and its method; the Wilcoxon p_value, its note, num_nonzero_differences and signed_rank_direction (+1, -1
-    or 0: where the ranks point, which a few large differences can make the opposite of the mean's sign); the
-    differences themselves.
+    Returns n (of them) and num_units (the units they fall into); baseline and model mean and median; mean and
+    median difference (model - baseline) with the bootstrap interval of the mean, mean_difference_ci [low, high]
+    (nulls with fewer than MIN_UNITS_FOR_INTERVAL units) and its method; the Wilcoxon p_value over the units, its
+    note, num_nonzero_differences (of the units' mean differences) and signed_rank_direction (+1, -1 or 0: where the
+    ranks point, which a few large differences can make the opposite of the mean's sign); the per-case differences.
     """
     baseline, model = np.asarray(baseline, dtype=float), np.asarray(model, dtype=float)
     if baseline.shape != model.shape or baseline.ndim != 1 or baseline.size == 0:
         raise ValueError(f"paired statistics need two equally long, non-empty series, got shapes {baseline.shape} "
                          f"and {model.shape}")
-    difference = paired_difference(baseline, model)
+    difference = paired_difference(baseline, model, units=units)
     both = np.isfinite(baseline) & np.isfinite(model)
     baseline_summary, model_summary = summary(baseline[both]), summary(model[both])
     interval = [None, None] if difference.interval == "none" else [difference.low, difference.high]
-    return {"n": difference.count,
+    return {"n": difference.count, "num_units": difference.units,
             "baseline_mean": baseline_summary.mean, "baseline_median": baseline_summary.median,
             "model_mean": model_summary.mean, "model_median": model_summary.median,
             "mean_difference": difference.mean, "median_difference": difference.median,
