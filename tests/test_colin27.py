@@ -113,7 +113,8 @@ def test_2d_slices_labels_and_folds(tmp_path, source):
     assert_contiguous_folds(splits, case_ids)
     with open(os.path.join(folder, "splits_final.json")) as f:
         assert json.load(f) == splits
-    assert not os.path.exists(os.path.join(folder, "case_groups.json"))  # five blocks: too few groups
+    assert not [p for p in (folder, tmp_path / "preprocessed" / "Dataset027_Colin27AAL")  # five blocks: too few groups
+                if os.path.exists(os.path.join(p, "case_groups.json"))]
     verify_dataset_integrity(folder, num_processes=1)
 
 
@@ -206,6 +207,9 @@ def test_2d_validation_slabs_dealt_to_the_folds(tmp_path, source):
         assert groups == {c: f"slab_{slab_of[c]:03d}" for c in case_ids}
         assert groups[case_ids[2]] == "slab_000" != groups[case_ids[3]] == "slab_001"
     verify_dataset_integrity(folder, num_processes=1)
+    build(tmp_path, source, "2d")  # rebuilt with contiguous folds: no groups file is left behind
+    assert not [p for p in (folder, tmp_path / "preprocessed" / "Dataset027_Colin27AAL")
+                if os.path.exists(os.path.join(p, "case_groups.json"))]
 
 
 def test_console_script(tmp_path, source, monkeypatch, capsys):

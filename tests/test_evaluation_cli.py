@@ -447,7 +447,9 @@ def test_compare_with_groups_resamples_and_ranks_whole_groups(tmp_path, capsys):
     for side, values in (("base", dice), ("model", model)):
         (tmp_path / f"{side}.json").write_text(json.dumps(scored_report(values)))
     cases = [f"case_{i:03d}" for i in range(20)]
-    five, ten = ({c: f"patient_{i // size}" for i, c in enumerate(cases)} for size in (4, 2))
+    # in another order than the reports' cases, labels not in case order, and a case the reports lack
+    five = {"case_999": "patient_9", **{c: f"patient_{i % 5}" for i, c in reversed(list(enumerate(cases)))}}
+    ten = {"case_999": 0, **{c: (i // 2 * 7) % 10 for i, c in reversed(list(enumerate(cases)))}}
     for name, groups in (("five", five), ("ten", ten), ("bad", {**ten, "case_007": [1]}), ("list", cases),
                          ("partial", {c: g for c, g in ten.items() if c not in ("case_003", "case_011")})):
         (tmp_path / f"{name}_groups.json").write_text(json.dumps(groups))
@@ -462,20 +464,22 @@ def test_compare_with_groups_resamples_and_ranks_whole_groups(tmp_path, capsys):
     assert independent["groups"] is None and dice_independent["num_units"] == 20
     assert dice_independent["p_value"] == pytest.approx(2 / 2 ** 20) and None not in dice_independent[
         "mean_difference_ci"]
-    assert by_five["groups"]["num_groups"] == 5 and by_five["groups"]["of_case"]["case_005"] == "patient_1"
+    assert by_five["groups"]["num_groups"] == 5 and by_five["groups"]["of_case"]["case_006"] == "patient_1"
+    assert list(by_five["groups"]["of_case"]) == cases
     assert by_five["groups"]["source"] == str(tmp_path / "five_groups.json")
     assert dice_five["n"] == 20 and dice_five["num_units"] == 5 and dice_five["p_value"] == pytest.approx(2 / 2 ** 5)
     assert dice_five["mean_difference_ci"] == [None, None] and "p < 0.05 unattainable" in dice_five["note"]
     assert dice_five["mean_difference"] == pytest.approx(dice_independent["mean_difference"])
     assert by_five["warnings"] == ["only 5 groups of the 20 paired cases: no confidence intervals, which need at "
                                    "least 10 groups (a bootstrap over fewer gives intervals that are too narrow)"]
-    expected = paired_difference(dice, model, units=np.array([ten[c] for c in cases]))
+    expected = paired_difference(dice, model, units=np.array([str(ten[c]) for c in cases]))
+    assert by_ten["groups"]["num_groups"] == dice_ten["num_units"] == 10
     assert dice_ten["mean_difference_ci"] == pytest.approx([expected.low, expected.high])
     assert dice_ten["p_value"] == pytest.approx(expected.p_value) == pytest.approx(2 / 2 ** 10)
     assert dice_ten["mean_difference_ci"] != pytest.approx(dice_independent["mean_difference_ci"])
     assert "20 paired cases in 10 groups (" in (tmp_path / "ten.md").read_text()
     capsys.readouterr()
-    for name, message in (("bad", "the group of a case must be a name or a number, not that of case_007"),
+    for name, message in (("bad", "the group of a case must be a name or an integer, not that of case_007"),
                           ("partial", "the groups give no group for 2 of the 20 case(s): case_003, case_011"),
                           ("list", "is not a groups file: give a JSON object mapping each case id to its group"),
                           ("missing", "groups file not found")):

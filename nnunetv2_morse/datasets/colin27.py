@@ -40,11 +40,14 @@ interior slab at most about N/2 slices from a training case (up to N at the two 
 segmenting a new scan of anatomy the model has seen (absolute scores are then optimistic; paired comparisons of
 trainers stay fair, all trainers seeing the same slices).
 ``splits_final.json`` is written to ``$nnUNet_preprocessed/Dataset<ID>_<name>/``, where nnU-Net reads it, and to
-the raw dataset folder. With validation slabs, ``case_groups.json`` beside it maps each case to its slab
-(``slab_000``, ...) for ``nnUNetv2_morse_compare --groups``: slices of one slab are near-identical, so paired
-statistics should count a slab once (contiguous blocks would leave only five groups, too few for an interval). ``nnUNetv2_plan_and_preprocess`` keeps it: it only replaces its configuration folders
+the raw dataset folder. ``nnUNetv2_plan_and_preprocess`` keeps it: it only replaces its configuration folders
 (e.g. ``nnUNetPlans_2d``), and its planner (2.8, the version required here) copies the raw folder's copy there
 when it is missing and checks that the two agree.
+
+With validation slabs, ``case_groups.json`` is written beside both copies: each case's validation slab (``slab_000``,
+...), for ``nnUNetv2_morse_compare --groups``. Cases of one slab are near-identical neighbours, so paired statistics
+should count a slab once. Without validation slabs no groups file is written (one removed if an earlier build left
+it): the five contiguous blocks would be too few groups for an interval.
 """
 
 import json
@@ -83,6 +86,7 @@ CLASS_GROUPS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
 )
 LABELS: Dict[str, int] = {"background": 0, **{name: i + 1 for i, (name, _) in enumerate(CLASS_GROUPS)}}
 NUM_FOLDS = 5
+CASE_GROUPS_FILE = "case_groups.json"  # each case's validation slab, for nnUNetv2_morse_compare --groups
 
 
 def missing_source_files(source_dir: str) -> List[str]:
@@ -290,14 +294,17 @@ def make_colin27_dataset(raw_dir: str, dataset_id: int, mode: str = "2d", every:
                                      f"axial {'slices' if mode == '2d' else 'slabs'}, every {every}, in-plane "
                                      f"downsampling {downsample}; folds are {folds}.", "T1", LABELS,
                        len(case_ids), licence=SOURCE_LICENCE)
-    files = {"splits_final.json": splits}
-    if validation_slab:
-        files["case_groups.json"] = {case: f"slab_{i // validation_slab:03d}" for i, case in enumerate(case_ids)}
+    groups = {case: f"slab_{i // validation_slab:03d}" for i, case in enumerate(case_ids)} if validation_slab else None
     for split_folder in (folder, os.path.join(preprocessed_dir, os.path.basename(folder))):
         os.makedirs(split_folder, exist_ok=True)
-        for file_name, content in files.items():
-            with open(os.path.join(split_folder, file_name), "w") as f:
-                json.dump(content, f, indent=2)
+        with open(os.path.join(split_folder, "splits_final.json"), "w") as f:
+            json.dump(splits, f, indent=2)
+        groups_file = os.path.join(split_folder, CASE_GROUPS_FILE)
+        if groups is not None:
+            with open(groups_file, "w") as f:
+                json.dump(groups, f, indent=2)
+        elif os.path.exists(groups_file):
+            os.remove(groups_file)
     return folder
 
 

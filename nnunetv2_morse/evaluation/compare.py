@@ -38,8 +38,8 @@ from nnunetv2_morse.evaluation.statistics import (BOOTSTRAP_RESAMPLES, BOOTSTRAP
                                                   adjusted_p_values, paired_statistics, ranks_oppose,
                                                   wilcoxon_p_value)
 
-__all__ = ["ComparisonError", "compare_reports", "differences_table", "load_groups", "load_report", "markdown_report", "main",
-           "paired_statistics", "plot_differences", "wilcoxon_p_value", "MIN_NONZERO_FOR_P_BELOW_0_05"]
+__all__ = ["ComparisonError", "compare_reports", "differences_table", "load_groups", "load_report", "markdown_report",
+           "main", "paired_statistics", "plot_differences", "wilcoxon_p_value", "MIN_NONZERO_FOR_P_BELOW_0_05"]
 
 COMPARISON_FORMAT = "nnunetv2_morse.comparison/3"
 FIGURE_METRICS = ("Dice", "HD95", "ASSD", "NSD")
@@ -81,15 +81,15 @@ def load_report(path: str) -> dict:
 
 
 def load_groups(path: str) -> Dict[str, str]:
-    """The groups file of ``--groups``: a JSON object {case id: group name or number}, groups as strings;
-    ComparisonError if it is not one."""
+    """The groups file of ``--groups``: a JSON object {case id: group name or integer}, groups as strings (1 and "1"
+    are one group); ComparisonError if it is not one."""
     groups = _load_json(path, "groups file")
     if not isinstance(groups, dict) or not groups:
         raise ComparisonError(f"{path} is not a groups file: give a JSON object mapping each case id to its group, "
                               'e.g. {"case_001": "patient_01", "case_002": "patient_01"}')
     bad = [case for case, group in groups.items() if isinstance(group, bool) or not isinstance(group, (str, int))]
     if bad:
-        raise ComparisonError(f"{path}: the group of a case must be a name or a number, not that of "
+        raise ComparisonError(f"{path}: the group of a case must be a name or an integer, not that of "
                               f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}")
     return {case: str(group) for case, group in groups.items()}
 
@@ -241,9 +241,9 @@ def markdown_report(comparison: Mapping) -> str:
                f" in {groups['num_groups']} groups{' (' + groups['source'] + ')' if groups['source'] else ''}: the "
                "intervals resample whole groups and p ranks one mean difference per group")
     lines = [f"# Paired comparison with baseline {baseline}", "",
-             f"{comparison['num_cases']} paired cases{grouped}. Difference = model - baseline. Dice, IoU, NSD: higher is "
-             "better (positive difference favours the model); HD95, ASSD (mm): lower is better (negative difference "
-             f"favours the model). p: {comparison['test']}.", ""]
+             f"{comparison['num_cases']} paired cases{grouped}. Difference = model - baseline. Dice, IoU, NSD: "
+             "higher is better (positive difference favours the model); HD95, ASSD (mm): lower is better (negative "
+             f"difference favours the model). p: {comparison['test']}.", ""]
     if comparison["warnings"]:
         lines += [f"**Warning**: {warning}" for warning in comparison["warnings"]] + [""]
     for model, per_class in comparison["comparisons"].items():
