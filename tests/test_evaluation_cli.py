@@ -14,6 +14,7 @@ import pytest
 import SimpleITK as sitk
 
 from nnunetv2_morse.evaluation.compare import ComparisonError, compare_reports, markdown_report, plot_differences
+from nnunetv2_morse.evaluation.statistics import paired_statistics
 from nnunetv2_morse.evaluation.compare import main as compare_main
 from nnunetv2_morse.evaluation.evaluate import (EvaluationError, evaluate_folders, main_evaluate, main_evaluate_cv,
                                                 worker_count)
@@ -233,8 +234,9 @@ def test_compare_cli_p_values_markdown_json_and_png(tmp_path):
     markdown = prefix.with_suffix(".md").read_text()
     assert "## MORSE vs nnUNetTrainer" in markdown and "## same vs nnUNetTrainer" in markdown
     assert "Difference = model - baseline" in markdown and "HD95, ASSD (mm): lower is better" in markdown
-    assert "| class | metric | nnUNetTrainer mean | MORSE mean | nnUNetTrainer median | MORSE median | mean diff | " \
-           "95% CI | median diff | p | p (BH) | favours | note |" in markdown
+    assert "| class | metric | n | nnUNetTrainer mean | MORSE mean | nnUNetTrainer median | MORSE median | " \
+           "mean diff | 95% CI | median diff | p | p (BH) | favours | note |" in markdown
+    assert comparison["empty_pairing"] is None and "Pairing under" not in markdown
     organ_hd95_row = next(line for line in markdown.splitlines() if line.startswith("| organ | HD95 (mm) |"))
     assert organ_hd95_row.split("|")[-3].strip() == "MORSE"  # "favours" column
     assert "## MORSE vs nnUNetTrainer" in process.stdout
@@ -387,10 +389,15 @@ def test_compare_refuses_reports_scored_differently(tmp_path, capsys):
         compare_reports([baseline, scored_report([0.7, 0.8, 0.8] * 4, tolerance_mm=2.0)], names, sources)
     with pytest.raises(ComparisonError, match="model was scored with --empty nan, baseline base with --empty one"):
         compare_reports([baseline, scored_report([0.7, 0.8, 0.8] * 4, empty="nan")], names, sources)
-    undefined = scored_report([0.7, 0.8, 0.8] * 4, empty="nan")
-    undefined["metric_per_case"][1]["metrics"]["organ"] = dict.fromkeys(("Dice", "IoU", "HD95", "ASSD", "NSD"))
-    with pytest.raises(ComparisonError, match="Dice of class organ is undefined .* case_001; .* --empty one"):
-        compare_reports([scored_report([0.7, 0.8, 0.75] * 4, empty="nan"), undefined], names, sources)
+    undefined = scored_report([0.7, 0.8, 0.8] * 4)
+    undefined["metric_per_case"][1]["metrics"]["organ"]["Dice"] = None
+    with pytest.raises(ComparisonError, match="non-finite Dice of class organ in case.s.: case_001 .only a report "
+                                              "scored with --empty nan may leave one null"):
+        compare_reports([baseline, undefined], names, sources)
+    infinite = scored_report([0.7, 0.8, 0.8] * 4, empty="nan")
+    infinite["metric_per_case"][2]["metrics"]["organ"]["HD95"] = float("inf")
+    with pytest.raises(ComparisonError, match="non-finite HD95 of class organ in case.s.: case_002$"):
+        compare_reports([scored_report([0.7, 0.8, 0.75] * 4, empty="nan"), infinite], names, sources)
 
     other_reference = scored_report([0.7, 0.8, 0.8] * 4, reference_folder="/data/other")
     assert compare_reports([baseline, other_reference], names, sources)["warnings"] == [
@@ -413,6 +420,71 @@ def test_compare_refuses_reports_scored_differently(tmp_path, capsys):
         compare_main([str(paths[0]), str(paths[2]), "--names", "base", "wide", "-o", str(tmp_path / "refused")])
     assert str(exit_info.value.code).startswith("nnUNetv2_morse_compare: error: wide and baseline base use different")
     assert not list(tmp_path.glob("refused*"))
+
+
+def nan_scored_report(organ_dice, lesion_dice):
+    """A report scored with --empty nan, classes organ, lesion and cyst (cyst absent everywhere: undefined); a
+    lesion Dice of None is undefined, 0 a false positive or miss (distances 50 mm), otherwise HD95 = 10 (1 - Dice)."""
+    def scores(dice):
+        if dice is None:
+            return dict.fromkeys(("Dice", "IoU", "HD95", "ASSD", "NSD"))
+        distance = 50.0 if dice == 0 else 10 * (1 - dice)
+        return {"Dice": dice, "IoU": dice / (2 - dice), "HD95": distance, "ASSD": distance / 2, "NSD": dice}
+    return {"classes": {name: {"labels": [label], "nsd_tolerance_mm": 1.0}
+                        for label, name in enumerate(("organ", "lesion", "cyst"), start=1)},
+            "metric_per_case": [{"case": f"case_{i:03d}", "metrics": {"organ": scores(organ), "lesion": scores(lesion),
+                                                                    "cyst": scores(None)}}
+                                for i, (organ, lesion) in enumerate(zip(organ_dice, lesion_dice))],
+            "empty_convention": "nan", "reference_folder": "/data/ref", "dataset": "Dataset901_Fake",
+            "dataset_labels": {"background": 0, "organ": 1, "lesion": 2, "cyst": 3}}
+
+
+def test_compare_pairs_empty_nan_reports_as_results_md_does(tmp_path, capsys):
+    """--empty nan: a lesion both sides leave out (cases 0, 1) is left out of that pair; one the baseline leaves out
+    where the model predicts it (cases 2, 3) scores the baseline's correct absence against the model's false
+    positive, and the reverse (case 4); the foreground mean of a case averages the classes scored on both sides; a
+    class undefined everywhere (cyst) has no numbers, written as null and n/a."""
+    rng = np.random.default_rng(3)
+    organ_base, organ_model = rng.uniform(0.7, 0.9, 12), rng.uniform(0.7, 0.9, 12)
+    lesion_base = [None, None, None, None, 0.0, *rng.uniform(0.5, 0.8, 7)]
+    lesion_model = [None, None, 0.0, 0.0, None, *rng.uniform(0.5, 0.8, 7)]
+    paths = [tmp_path / "base.json", tmp_path / "model.json"]
+    paths[0].write_text(json.dumps(nan_scored_report(organ_base, lesion_base)))
+    paths[1].write_text(json.dumps(nan_scored_report(organ_model, lesion_model)))
+    compare_main([str(p) for p in paths] + ["--names", "base", "model", "-o", str(tmp_path / "cmp")])
+    comparison = json.loads((tmp_path / "cmp.json").read_text())
+    assert comparison["empty_pairing"].startswith("--empty nan: a class undefined on one side of a pair only")
+    statistics = comparison["comparisons"]["model"]
+
+    paired_base = np.array([np.nan, np.nan, 1.0, 1.0, 0.0, *lesion_base[5:]])
+    paired_model = np.array([np.nan, np.nan, 0.0, 0.0, 1.0, *lesion_model[5:]])
+    expected = paired_statistics(paired_base, paired_model)
+    lesion = statistics["lesion"]["Dice"]
+    assert lesion["n"] == 10 and lesion["differences"] == pytest.approx(expected["differences"])
+    for key in ("mean_difference", "median_difference", "p_value", "baseline_mean", "model_mean"):
+        assert lesion[key] == pytest.approx(expected[key])
+    assert lesion["mean_difference_ci"] == pytest.approx(expected["mean_difference_ci"])
+    lesion_hd95 = statistics["lesion"]["HD95"]
+    assert lesion_hd95["differences"][:3] == pytest.approx([50.0, 50.0, -50.0])
+
+    foreground_base = np.where(np.isnan(paired_base), organ_base, (organ_base + paired_base) / 2)
+    foreground_model = np.where(np.isnan(paired_model), organ_model, (organ_model + paired_model) / 2)
+    foreground = statistics["foreground mean"]["Dice"]
+    assert foreground["n"] == 12 and foreground["baseline_mean"] == pytest.approx(np.mean(foreground_base))
+    assert foreground["mean_difference"] == pytest.approx(np.mean(foreground_model - foreground_base))
+
+    cyst = statistics["cyst"]["Dice"]
+    assert cyst["n"] == 0 and cyst["mean_difference"] is None and cyst["p_value"] is None and \
+        cyst["p_value_bh"] is None and cyst["note"] == "no case is scored on both sides"
+    family = [s["p_value"] for per_metric in statistics.values() for s in per_metric.values() if s["n"]]
+    assert [s["p_value_bh"] for per_metric in statistics.values() for s in per_metric.values() if s["n"]] == \
+        pytest.approx(benjamini_hochberg(family))
+    markdown = (tmp_path / "cmp.md").read_text()
+    assert "Pairing under --empty nan" in markdown
+    assert next(line for line in markdown.splitlines() if line.startswith("| lesion | Dice |")).split("|")[3].strip() \
+        == "10"
+    assert "| cyst | Dice | 0 | n/a | n/a | n/a | n/a | n/a | [n/a, n/a] | n/a | n/a | n/a | - |" in markdown
+    assert "## model vs base" in capsys.readouterr().out
 
 
 def test_compare_gives_no_interval_below_ten_cases_and_says_why(tmp_path, capsys):

@@ -240,6 +240,53 @@ def test_slices_of_one_volume_are_resampled_and_ranked_by_validation_slab(tmp_pa
     assert "2 of 2 folds finished, 20 paired cases in 10 slabs" in block_of(tmp_path / "README.md")
 
 
+def test_nnunetv2_morse_compare_gives_results_md_numbers_from_the_pooled_reports_and_slabs(tmp_path):
+    """RESULTS.md's pairing and statistics are nnUNetv2_morse_compare's: the folds' --empty nan reports pooled, with
+    the validation slabs as --groups, give each row's n, means, interval and p, classes undefined on one side and on
+    both sides included."""
+    from nnunetv2_morse.evaluation.compare import compare_reports
+
+    dataset = {"builder": "colin27", "id": 620, "arguments": {"mode": "2d", "validation_slab": 2}}
+    study = write_study(tmp_path / "results" / "nan_slabs", dataset=dataset, head_off=[],
+                        trainers={"nnUNetTrainer": [0], "nnUNetTrainerMORSE": [0]})
+    rng = np.random.default_rng(11)
+    case_ids = [f"colin27_z{z:03d}" for z in range(40, 60)]
+    absent = dict.fromkeys(METRICS)
+    pooled = {"nnUNetTrainer": [], "nnUNetTrainerMORSE": []}
+    for fold in (0, 1):
+        fold_cases = [case_ids[2 * i + k] for i in range(10) if i % 2 == fold for k in (0, 1)]
+        for trainer in pooled:
+            values = {}
+            absent_in = (0, 1) if trainer == "nnUNetTrainer" else (1, 2)  # b: both sides lack it in 1 case of 5
+            for case in fold_cases:
+                b = {m: float(rng.uniform(LOW[m], HIGH[m])) for m in METRICS}
+                values[case] = {"a": {m: float(rng.uniform(LOW[m], HIGH[m])) for m in METRICS},
+                                "b": absent if case_ids.index(case) % 5 in absent_in else b}
+            write_finished_run(study, trainer, 0, fold, values, empty_convention="nan")
+            report = read_json(os.path.join(study.folder, "runs", trainer, "seed0", f"fold_{fold}", "metrics.json"))
+            pooled[trainer] += [{**entry, "metrics": {k: {**v, "IoU": v["Dice"]} for k, v in entry["metrics"].items()}}
+                                for entry in report["metric_per_case"]]
+    reports = [{**report, "metric_per_case": pooled[trainer]} for trainer in pooled]
+    case_folds = {entry["case"]: fold for fold in (0, 1)
+                  for entry in read_json(os.path.join(study.folder, "runs", "nnUNetTrainer", "seed0", f"fold_{fold}",
+                                                      "metrics.json"))["metric_per_case"]}
+    _, slabs = resampling_units(study.dataset, case_folds)
+    comparison = compare_reports(reports, ["base", "morse"], ["base.json", "morse.json"],
+                                 {case: str(slab) for case, slab in slabs.items()})
+    paired = compare_arms(load_arm(study, "nnUNetTrainer", 0), load_arm(study, "nnUNetTrainerMORSE", 0),
+                          statistics.BOOTSTRAP_RESAMPLES, study.dataset)
+    assert paired.row("b", "Dice").difference.count == 16  # 4 undefined on both sides, 8 on one
+    for class_name in ("a", "b", FOREGROUND_MEAN):
+        for metric in METRICS:
+            row, compared = paired.row(class_name, metric), comparison["comparisons"]["morse"][class_name][metric]
+            assert (compared["n"], compared["num_units"]) == (row.difference.count, row.difference.units)
+            assert (compared["baseline_mean"], compared["model_mean"]) == pytest.approx((row.baseline.mean,
+                                                                                         row.model.mean))
+            assert compared["mean_difference"] == pytest.approx(row.difference.mean)
+            assert compared["mean_difference_ci"] == pytest.approx([row.difference.low, row.difference.high])
+            assert compared["p_value"] == pytest.approx(row.difference.p_value)
+
+
 @pytest.mark.parametrize("builder, arguments", [("synthetic", {"dim": 2}), ("boundary", {"dim": 3}),
                                                 ("colin27", {"mode": "2d"}), ("colin27", {"validation_slab": 0})])
 def test_cases_are_their_own_units_unless_they_are_slices_dealt_in_validation_slabs(builder, arguments):

@@ -20,6 +20,12 @@ group count once, not k times.
 Reports are comparable only if scored alike: different NSD tolerances or empty-class conventions (``--empty``) are
 refused; different reference folders or datasets, and reports too old to record these, are warned about (stderr, the
 JSON's "warnings" and the Markdown).
+
+Reports scored with ``--empty nan`` leave a class undefined where the reference and the prediction both lack it.
+They are paired as RESULTS.md pairs them (``statistics.pair_undefined``): a class undefined on one side only (the
+other predicted it, wrongly) gets the score of a correct absence on the undefined side, so the false positive counts
+against the side that made it; a class undefined on both sides is left out of that pair, so n can differ between
+classes; the per-case foreground mean averages the classes with a value on both sides.
 """
 import contextlib
 import json
@@ -32,16 +38,17 @@ import numpy as np
 from nnunetv2_morse.cli import (CommandError, command_parser, console_script, markdown_table, one_line_errors,
                                 report_stamp, write_json)
 from nnunetv2_morse.evaluation.evaluate import format_metric, print_warnings
-from nnunetv2_morse.evaluation.metrics import HIGHER_IS_BETTER, METRIC_NAMES, METRIC_UNITS
+from nnunetv2_morse.evaluation.metrics import CORRECT_ABSENCE, HIGHER_IS_BETTER, METRIC_NAMES, METRIC_UNITS
 from nnunetv2_morse.evaluation.statistics import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE_LEVEL,
                                                   MIN_NONZERO_FOR_P_BELOW_0_05, MIN_UNITS_FOR_INTERVAL,
-                                                  adjusted_p_values, paired_statistics, ranks_oppose,
-                                                  wilcoxon_p_value)
+                                                  adjusted_p_values, pair_undefined, paired_foreground_means,
+                                                  paired_statistics, ranks_oppose, wilcoxon_p_value)
 
 __all__ = ["ComparisonError", "compare_reports", "differences_table", "load_groups", "load_report", "markdown_report",
-           "main", "paired_statistics", "plot_differences", "wilcoxon_p_value", "MIN_NONZERO_FOR_P_BELOW_0_05"]
+           "main", "paired_case_values", "paired_statistics", "plot_differences", "wilcoxon_p_value",
+           "MIN_NONZERO_FOR_P_BELOW_0_05"]
 
-COMPARISON_FORMAT = "nnunetv2_morse.comparison/3"
+COMPARISON_FORMAT = "nnunetv2_morse.comparison/4"
 FIGURE_METRICS = ("Dice", "HD95", "ASSD", "NSD")
 FOREGROUND_MEAN = "foreground mean"
 MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -53,6 +60,12 @@ TEST_DESCRIPTION = (f"two-sided Wilcoxon signed-rank test (scipy.stats.wilcoxon,
                     f"{BOOTSTRAP_SEED}; "
                     "marked (percentile) where BCa is undefined)")
 # what a report records about how it was scored, and what it is called in messages
+EMPTY_PAIRING = ("--empty nan: a class undefined on one side of a pair only (the other side predicted it where the "
+                 "reference has none) scores as a correct absence on the undefined side ("
+                 + ", ".join(f"{metric} {score:g}" for metric, score in CORRECT_ABSENCE.items())
+                 + "), so the false positive counts against the side that made it; a class undefined on both sides "
+                   "is left out of that pair (n counts the pairs kept); the foreground mean of a case averages the "
+                   "classes with a value on both sides")
 SCORING_FIELDS = {"empty_convention": "empty-class convention (--empty)", "reference_folder": "reference folder",
                   "dataset_labels": "dataset.json labels"}
 
@@ -95,24 +108,41 @@ def load_groups(path: str) -> Dict[str, str]:
 
 
 def case_values(report: Mapping, classes: Sequence[str], case_ids: Sequence[str]) -> Dict[str, Dict[str, np.ndarray]]:
-    """{class: {metric: (n_cases,) values in case_ids order}}, plus the per-case mean over classes (FOREGROUND_MEAN)."""
+    """{class: {metric: (n_cases,) values in case_ids order}}, NaN where a report scored with --empty nan leaves the
+    class undefined (null); ComparisonError for any other value that is not a finite number."""
     by_case = {entry["case"]: entry["metrics"] for entry in report["metric_per_case"]}
     try:
         values = {c: {m: np.array([by_case[case][c][m] for case in case_ids], dtype=float) for m in METRIC_NAMES}
                   for c in classes}
     except (KeyError, TypeError, ValueError) as error:
         raise ComparisonError(f"malformed metric_per_case entry ({type(error).__name__}: {error})") from error
+    undefined_allowed = report.get("empty_convention") == "nan"
     for c in classes:
         for m in METRIC_NAMES:
-            if not np.all(np.isfinite(values[c][m])):
-                bad = [case for case, v in zip(case_ids, values[c][m]) if not np.isfinite(v)]
-                if report.get("empty_convention") == "nan":
-                    raise ComparisonError(f"{m} of class {c} is undefined (--empty nan: empty in reference and "
-                                          f"prediction) in case(s): {', '.join(bad)}; paired tests need a score in "
-                                          "every case: evaluate with --empty one")
-                raise ComparisonError(f"non-finite {m} of class {c} in case(s): {', '.join(bad)}")
-    values[FOREGROUND_MEAN] = {m: np.mean([values[c][m] for c in classes], axis=0) for m in METRIC_NAMES}
+            wrong = np.isinf(values[c][m]) if undefined_allowed else ~np.isfinite(values[c][m])
+            if wrong.any():
+                bad = [case for case, is_wrong in zip(case_ids, wrong) if is_wrong]
+                undefined = "" if undefined_allowed else " (only a report scored with --empty nan may leave one null)"
+                raise ComparisonError(f"non-finite {m} of class {c} in case(s): {', '.join(bad)}{undefined}")
     return values
+
+
+def paired_case_values(baseline: Mapping[str, Mapping[str, np.ndarray]], model: Mapping[str, Mapping[str, np.ndarray]],
+                       empty_nan: bool) -> Dict[str, Dict[str, tuple]]:
+    """{class: {metric: (baseline (n,), model (n,))}} of case_values, plus the per-case FOREGROUND_MEAN over the
+    classes with a value on both sides; empty_nan: the reports were scored with --empty nan, and a value undefined on
+    one side only is given the score of a correct absence (module docstring)."""
+    pairs = {c: {m: (pair_undefined(baseline[c][m], model[c][m], CORRECT_ABSENCE[m]) if empty_nan
+                     else (baseline[c][m], model[c][m])) for m in METRIC_NAMES} for c in baseline}
+    pairs[FOREGROUND_MEAN] = {m: paired_foreground_means(np.array([pairs[c][m][0] for c in baseline]),
+                                                         np.array([pairs[c][m][1] for c in baseline]))
+                              for m in METRIC_NAMES}
+    return pairs
+
+
+def _undefined_as_null(statistics: dict) -> dict:
+    """statistics with NaN numbers (a class scored on no case of both sides) as None, written as JSON null."""
+    return {key: None if isinstance(value, float) and np.isnan(value) else value for key, value in statistics.items()}
 
 
 def _check_pairable(baseline: Mapping, model: Mapping, baseline_name: str, name: str) -> None:
@@ -200,15 +230,17 @@ def compare_reports(reports: Sequence[Mapping], names: Sequence[str], sources: S
                         f"{'' if num_groups is None else ' groups'} (a bootstrap over fewer gives intervals that are "
                         "too narrow)")
     classes = list(reports[0]["classes"])
+    empty_nan = "nan" in {report.get("empty_convention") for report in reports}
     baseline_values = case_values(reports[0], classes, cases)
     comparisons = {}
     for report, name in zip(reports[1:], names[1:]):
-        model_values = case_values(report, classes, cases)
-        comparisons[name] = {c: {m: paired_statistics(baseline_values[c][m], model_values[c][m], units)
-                                 for m in METRIC_NAMES} for c in baseline_values}
+        pairs = paired_case_values(baseline_values, case_values(report, classes, cases), empty_nan)
+        comparisons[name] = {c: {m: paired_statistics(*pairs[c][m], units) for m in METRIC_NAMES} for c in pairs}
         family = [statistics for per_metric in comparisons[name].values() for statistics in per_metric.values()]
         for statistics, adjusted in zip(family, adjusted_p_values([s["p_value"] for s in family])):
             statistics["p_value_bh"] = adjusted
+        comparisons[name] = {c: {m: _undefined_as_null(statistics) for m, statistics in per_metric.items()}
+                             for c, per_metric in comparisons[name].items()}
     return {"format": COMPARISON_FORMAT, **report_stamp(), "baseline": baseline_name,
             "models": {name: os.path.abspath(source) for name, source in zip(names, sources)},
             "num_cases": len(cases), "cases": cases, "classes": classes + [FOREGROUND_MEAN],
@@ -217,7 +249,8 @@ def compare_reports(reports: Sequence[Mapping], names: Sequence[str], sources: S
                 "of_case": dict(zip(cases, units.tolist()))},
             "difference": "model - baseline", "higher_is_better": dict(HIGHER_IS_BETTER),
             "metric_units": dict(METRIC_UNITS), "test": TEST_DESCRIPTION, "confidence_level": CONFIDENCE_LEVEL,
-            "empty_convention": reports[0].get("empty_convention"), "warnings": warnings,
+            "empty_convention": reports[0].get("empty_convention"),
+            "empty_pairing": EMPTY_PAIRING if empty_nan else None, "warnings": warnings,
             "comparisons": comparisons}
 
 
@@ -225,7 +258,7 @@ def _favoured(statistics: Mapping, metric: str, model: str, baseline: str) -> st
     """The model whose mean the mean paired difference favours, "-" for no difference; "mixed" naming both where the
     Wilcoxon signed ranks (and so its p) point the other way."""
     difference = statistics["mean_difference"]
-    if difference == 0:
+    if difference is None or difference == 0:
         return "-"
     by_mean, other = (model, baseline) if (difference > 0) == HIGHER_IS_BETTER[metric] else (baseline, model)
     if ranks_oppose(difference, statistics["signed_rank_direction"]):
@@ -244,24 +277,32 @@ def markdown_report(comparison: Mapping) -> str:
              f"{comparison['num_cases']} paired cases{grouped}. Difference = model - baseline. Dice, IoU, NSD: "
              "higher is better (positive difference favours the model); HD95, ASSD (mm): lower is better (negative "
              f"difference favours the model). p: {comparison['test']}.", ""]
+    if comparison.get("empty_pairing"):
+        lines += [f"Pairing under {comparison['empty_pairing']}.", ""]
     if comparison["warnings"]:
         lines += [f"**Warning**: {warning}" for warning in comparison["warnings"]] + [""]
     for model, per_class in comparison["comparisons"].items():
-        header = ["class", "metric", f"{baseline} mean", f"{model} mean", f"{baseline} median", f"{model} median",
-                  "mean diff", "95% CI", "median diff", "p", "p (BH)", "favours", "note"]
+        header = ["class", "metric", "n", f"{baseline} mean", f"{model} mean", f"{baseline} median",
+                  f"{model} median", "mean diff", "95% CI", "median diff", "p", "p (BH)", "favours", "note"]
         rows = []
         for class_name, per_metric in per_class.items():
             for metric, s in per_metric.items():
                 unit = f" ({METRIC_UNITS[metric]})" if METRIC_UNITS[metric] else ""
                 interval = ("[" + ", ".join(format_metric(metric, v) for v in s["mean_difference_ci"]) + "]"
                             + (" (percentile)" if s["mean_difference_ci_method"] == "percentile" else ""))
-                rows.append([class_name, metric + unit,
+                count = str(s["n"]) if not groups else f"{s['n']} in {s['num_units']} groups"
+                rows.append([class_name, metric + unit, count,
                              *(format_metric(metric, s[k]) for k in ("baseline_mean", "model_mean", "baseline_median",
                                                                "model_median", "mean_difference")),
-                             interval, format_metric(metric, s["median_difference"]), f"{s['p_value']:.3g}",
-                             f"{s['p_value_bh']:.3g}", _favoured(s, metric, model, baseline), s["note"]])
-        lines += [f"## {model} vs {baseline}", "", markdown_table(header, rows, "llrrrrrrrrrll"), ""]
+                             interval, format_metric(metric, s["median_difference"]), _p_text(s["p_value"]),
+                             _p_text(s["p_value_bh"]), _favoured(s, metric, model, baseline), s["note"]])
+        lines += [f"## {model} vs {baseline}", "", markdown_table(header, rows, "llrrrrrrrrrrll"), ""]
     return "\n".join(lines)
+
+
+def _p_text(p_value: Optional[float]) -> str:
+    """A p-value with 3 significant digits; None (no case scored on both sides) as n/a."""
+    return "n/a" if p_value is None else f"{p_value:.3g}"
 
 
 def differences_table(comparison: Mapping):
@@ -348,7 +389,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         prog, "Paired per-case comparison of metric reports (nnUNetv2_morse_evaluate / _evaluate_cv) with the first "
               "one, the baseline: means, medians, mean paired difference (model - baseline) with its bootstrap "
               "confidence interval, and Wilcoxon signed-rank p-values, raw and Benjamini-Hochberg adjusted, per "
-              "class and metric. Writes PREFIX.json, PREFIX.md and PREFIX.png.",
+              "class and metric. Reports scored with --empty nan: a class undefined on one side of a pair only scores as a "
+              "correct absence there, one undefined on both sides is left out of that pair. Writes PREFIX.json, "
+              "PREFIX.md and PREFIX.png.",
         "Example:\n\n    nnUNetv2_morse_compare nnUNetTrainer/crossval_boundary_metrics.json "
         "MORSE/crossval_boundary_metrics.json --names nnUNet MORSE -o mvb")
     parser.add_argument("reports", nargs="+", help="metric JSON files; the first is the baseline")

@@ -45,6 +45,8 @@ METRIC_NAMES = ("Dice", "IoU", "HD95", "ASSD", "NSD")
 METRIC_UNITS = {"Dice": "", "IoU": "", "HD95": "mm", "ASSD": "mm", "NSD": ""}
 HIGHER_IS_BETTER = {"Dice": True, "IoU": True, "HD95": False, "ASSD": False, "NSD": True}
 DEFAULT_TOLERANCE_MM = 1.0
+# the scores of a correct absence (reference and prediction empty) under --empty one; --empty nan leaves them undefined
+CORRECT_ABSENCE = {"Dice": 1.0, "IoU": 1.0, "HD95": 0.0, "ASSD": 0.0, "NSD": 1.0}
 
 ONE_EMPTY_RULE = ("exactly one empty: Dice 0, IoU 0, NSD 0, HD95 = ASSD = image diagonal in mm "
                   "(sqrt(sum((shape * spacing)^2)))")
@@ -176,7 +178,7 @@ def binary_metrics(reference: np.ndarray, prediction: np.ndarray, spacing: Seque
     if n_ref == 0 and n_pred == 0:
         if empty == "nan":
             return {**{m: math.nan for m in METRIC_NAMES}, **counts}
-        return {"Dice": 1.0, "IoU": 1.0, "HD95": 0.0, "ASSD": 0.0, "NSD": 1.0, **counts}
+        return {**CORRECT_ABSENCE, **counts}
     if n_ref == 0 or n_pred == 0:
         diagonal = image_diagonal_mm(reference.shape, spacing)
         return {"Dice": 0.0, "IoU": 0.0, "HD95": diagonal, "ASSD": diagonal, "NSD": 0.0, **counts}

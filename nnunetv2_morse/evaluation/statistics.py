@@ -2,6 +2,11 @@
 ledger's RESULTS.md (``nnUNetv2_morse_results``).
 
 - difference = model - baseline, per case; cases missing (NaN) on either side are left out pairwise;
+- reports scored with ``--empty nan`` leave a class undefined (NaN) where the reference and that side's prediction
+  both lack it: ``pair_undefined`` gives the undefined side of a pair whose other side has a value (it predicted
+  the class, wrongly) the score of a correct absence, so the false positive counts against the side that made it,
+  and leaves pairs undefined on both sides out; ``paired_foreground_means`` averages, per case, the classes with a
+  value on both sides, so that both sides average the same classes;
 - the two-sided Wilcoxon signed-rank p-value (``scipy.stats.wilcoxon``, zero differences dropped, exact for small
   samples); all differences zero: p = 1 with a note; fewer than 6 non-zero differences: a note that p < 0.05
   cannot be reached (the exact p is at least 2 / 2^k for k non-zero differences); the direction the ranks point
@@ -60,6 +65,26 @@ class PairedDifference:
     interval: str
     note: str
     rank_sign: int
+
+
+def pair_undefined(baseline: np.ndarray, model: np.ndarray, correct_absence: float) -> Tuple[np.ndarray, np.ndarray]:
+    """baseline and model (n,) of one class and metric scored with --empty nan, with each value undefined (NaN) on
+    one side only set to correct_absence (the metric's score of a correct absence, metrics.CORRECT_ABSENCE); values
+    undefined on both sides stay NaN."""
+    baseline, model = np.asarray(baseline, dtype=float), np.asarray(model, dtype=float)
+    return (np.where(np.isnan(baseline) & np.isfinite(model), correct_absence, baseline),
+            np.where(np.isnan(model) & np.isfinite(baseline), correct_absence, model))
+
+
+def paired_foreground_means(baseline: np.ndarray, model: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(n,) per-case means of baseline and model (k classes, n cases) over the classes with a value on both sides of
+    the pair (after pair_undefined), so that both sides average the same classes; NaN where there is none."""
+    baseline, model = np.asarray(baseline, dtype=float), np.asarray(model, dtype=float)
+    both = np.isfinite(baseline) & np.isfinite(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a case without such a class: NaN
+        return (np.nanmean(np.where(both, baseline, np.nan), axis=0),
+                np.nanmean(np.where(both, model, np.nan), axis=0))
 
 
 def summary(values: np.ndarray) -> Summary:

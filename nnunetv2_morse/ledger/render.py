@@ -17,7 +17,6 @@ import os
 import re
 import shlex
 import sys
-import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
@@ -26,7 +25,8 @@ import numpy as np
 
 from nnunetv2_morse.cli import (command_parser, console_script, integer_at_least, markdown_table, one_line_errors,
                                 relative_to_here)
-from nnunetv2_morse.evaluation.metrics import image_diagonal_mm
+from nnunetv2_morse.evaluation import statistics
+from nnunetv2_morse.evaluation.metrics import CORRECT_ABSENCE, image_diagonal_mm
 from nnunetv2_morse.ledger.datasets import resampling_units
 from nnunetv2_morse.ledger.definition import (BenchmarkStudy, DatasetDefinition, Run, StudyError, TrainingStudy,
                                               find_studies, load_study, recorded_identity_mismatch)
@@ -42,8 +42,6 @@ DISTANCES = ("HD95", "ASSD")
 HIGHER_IS_BETTER = {"Dice": True, "HD95": False, "ASSD": False, "NSD": True}
 FOREGROUND_MEAN = "foreground mean"
 CONVENTION_KEYS = ("classes", "empty_case_rule", "ignore_label", "empty_convention", "tolerance_mm")
-# the score of a correct absence, which a report scored with --empty nan leaves undefined (null)
-CORRECT_ABSENCE = {"Dice": 1.0, "HD95": 0.0, "ASSD": 0.0, "NSD": 1.0}
 FIGURES_FOLDER = "figures"
 LEVELLING_SHARE = 0.2
 LEVELLED_OFF = 0.01
@@ -76,28 +74,21 @@ class Arm:
 
 def paired_class_values(baseline: Arm, model: Arm, cases: Sequence[str], class_name: str, metric: str
                         ) -> Tuple[np.ndarray, np.ndarray]:
-    """(len(cases),) baseline and model values of one class. Under --empty nan a value is undefined only where the
-    class is absent from both the reference and that side's prediction: where the other side has a value (it
-    predicted the class, wrongly), the undefined side is given the score of a correct absence (CORRECT_ABSENCE), so
-    a false positive counts against the side that made it. Pairs undefined on both sides stay NaN (left out)."""
+    """(len(cases),) baseline and model values of one class; under --empty nan, a value undefined on one side only is
+    given the score of a correct absence (statistics.pair_undefined) and pairs undefined on both sides stay NaN."""
     b, m = baseline.array(cases, class_name, metric), model.array(cases, class_name, metric)
     if baseline.conventions.get("empty_convention") == "nan":
-        b = np.where(np.isnan(b) & np.isfinite(m), CORRECT_ABSENCE[metric], b)
-        m = np.where(np.isnan(m) & np.isfinite(b), CORRECT_ABSENCE[metric], m)
+        return statistics.pair_undefined(b, m, CORRECT_ABSENCE[metric])
     return b, m
 
 
 def paired_foreground_means(baseline: Arm, model: Arm, cases: Sequence[str], metric: str
                             ) -> Tuple[np.ndarray, np.ndarray]:
-    """(len(cases),) per-case means over the classes with a value on both sides of the pair (paired_class_values),
-    so that both sides average the same classes (NaN where there is none)."""
+    """(len(cases),) per-case means over the classes with a value on both sides of the pair (paired_class_values,
+    statistics.paired_foreground_means)."""
     pairs = [paired_class_values(baseline, model, cases, k, metric) for k in baseline.classes]
-    b = np.array([pair[0] for pair in pairs]).reshape(len(pairs), -1)
-    m = np.array([pair[1] for pair in pairs]).reshape(len(pairs), -1)
-    both = np.isfinite(b) & np.isfinite(m)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(np.where(both, b, np.nan), axis=0), np.nanmean(np.where(both, m, np.nan), axis=0)
+    return statistics.paired_foreground_means(np.array([pair[0] for pair in pairs]).reshape(len(pairs), -1),
+                                              np.array([pair[1] for pair in pairs]).reshape(len(pairs), -1))
 
 
 def _value(value: Any) -> float:
@@ -185,8 +176,6 @@ class Paired:
 def compare_arms(baseline: Arm, model: Arm, resamples: int, dataset: Optional[DatasetDefinition] = None) -> Paired:
     """Paired statistics of model - baseline, over the independent units of the study's dataset where its cases are
     not independent (ledger.datasets.resampling_units); ComparisonRefused if the two cannot be paired."""
-    from nnunetv2_morse.evaluation import statistics
-
     for key in CONVENTION_KEYS:
         if baseline.conventions.get(key) != model.conventions.get(key):
             raise ComparisonRefused(f"{model.label} and {baseline.label} were scored with different '{key}'")
@@ -827,7 +816,7 @@ def render_ledger(results_folder: str, output: str, resamples: int) -> RenderedL
     markdown_folder = os.path.dirname(os.path.abspath(output))
     figures = os.path.join(results_folder, FIGURES_FOLDER)
     display = os.path.relpath(os.path.abspath(results_folder), markdown_folder)
-    absence = ", ".join(f"{metric} {score:g}" for metric, score in CORRECT_ABSENCE.items())
+    absence = ", ".join(f"{metric} {CORRECT_ABSENCE[metric]:g}" for metric in METRICS)
     lines = HEADER.format(results=display, resamples=resamples, absence=absence).splitlines() + [""]
     folders = find_studies(results_folder)
     if not folders:
