@@ -369,6 +369,15 @@ def test_cost_tables_as_ratios(tmp_path):
     assert "tests/test_cuda.py on a CUDA GPU\n\nNot yet run" in text
 
 
+def test_machines_are_named_with_their_cpu_model_and_torch_cpu_capability_where_recorded():
+    """Runs on two machines with one platform string but other vector instructions differ bit for bit: the
+    machines row tells them apart where the records say; older records give what they have."""
+    old = {"platform": "Linux-6.18", "processor": "x86_64", "cpu_count": 2, "gpu": None}
+    assert render.machine_text(old) == "Linux-6.18, 2 CPUs"
+    new = dict(old, cpu="AMD EPYC", torch_cpu_capability="AVX512", gpu="NVIDIA H100")
+    assert render.machine_text(new) == "Linux-6.18, AMD EPYC (AVX512), 2 CPUs, NVIDIA H100"
+
+
 def test_render_command_refuses_a_folder_without_studies_in_one_line(tmp_path, capsys):
     (tmp_path / "results").mkdir()
     with pytest.raises(SystemExit) as stop:

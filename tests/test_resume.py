@@ -1,4 +1,5 @@
-"""Resume is exact: k epochs straight == k/2 epochs, pre-emption, --c for the rest (same AWA trace, same losses)."""
+"""Resume is exact: k epochs straight == k/2 epochs, pre-emption, --c for the rest (same AWA trace, same losses),
+for MORSE and for a study's scheduled nnUNetTrainer (resume.ExactResume)."""
 import os
 import random
 import textwrap
@@ -20,6 +21,7 @@ EPOCHS, ITERATIONS, STOP = 4, 3, 1
 TRAINERS = textwrap.dedent('''
     import os
     import torch
+    from nnunetv2_morse.ledger.trainers import scheduled_trainer
     from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE
 
 
@@ -31,6 +33,16 @@ TRAINERS = textwrap.dedent('''
 
 
     class nnUNetTrainerMORSE_resumeStopped(nnUNetTrainerMORSE_resumeStraight):
+        def on_epoch_end(self):
+            super().on_epoch_end()
+            if os.environ.get("MORSE_TEST_STOP_AFTER_EPOCH") == str(self.current_epoch - 1):
+                raise KeyboardInterrupt("pre-empted")
+
+
+    nnUNetTrainer_resumeStraight = scheduled_trainer("nnUNetTrainer", "nnUNetTrainer_resumeStraight", 4, 3, 1, 0, 1)
+
+
+    class nnUNetTrainer_resumeStopped(nnUNetTrainer_resumeStraight):
         def on_epoch_end(self):
             super().on_epoch_end()
             if os.environ.get("MORSE_TEST_STOP_AFTER_EPOCH") == str(self.current_epoch - 1):
@@ -56,20 +68,33 @@ def train(name, continue_training=False):
     return trainer
 
 
-def test_resume_reproduces_the_straight_run(workspace, monkeypatch):
-    straight = train("nnUNetTrainerMORSE_resumeStraight").logger.local_logger.my_fantastic_logging
-
+def straight_and_resumed(trainer, monkeypatch):
+    """The logs of trainer_resumeStraight's training and of trainer_resumeStopped's, pre-empted after epoch STOP
+    and continued with --c."""
+    straight = train(f"{trainer}_resumeStraight").logger.local_logger.my_fantastic_logging
     monkeypatch.setenv("MORSE_TEST_STOP_AFTER_EPOCH", str(STOP))
     with pytest.raises(KeyboardInterrupt):
-        train("nnUNetTrainerMORSE_resumeStopped")
+        train(f"{trainer}_resumeStopped")
     monkeypatch.delenv("MORSE_TEST_STOP_AFTER_EPOCH")
-    resumed = train("nnUNetTrainerMORSE_resumeStopped", continue_training=True).logger.local_logger.my_fantastic_logging
+    return straight, train(f"{trainer}_resumeStopped", continue_training=True).logger.local_logger.my_fantastic_logging
+
+
+def test_resume_reproduces_the_straight_run(workspace, monkeypatch):
+    straight, resumed = straight_and_resumed("nnUNetTrainerMORSE", monkeypatch)
 
     expected_awa = [awa_weight((e + 1) * ITERATIONS - 1, EPOCHS * ITERATIONS, MorseConfig()) for e in range(EPOCHS)]
     assert expected_awa[-1] > 0 and expected_awa[0] == 0
     for log in (straight, resumed):
         assert log["awa_weights"] == pytest.approx(expected_awa, abs=1e-12)
     for key in ("train_losses", "val_losses", "rend_losses", "mean_fg_dice"):
+        assert len(resumed[key]) == EPOCHS
+        np.testing.assert_allclose(resumed[key], straight[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_a_studys_nnunettrainer_resumes_exactly_too(workspace, monkeypatch):
+    """nnU-Net's own trainer saves no random state: continued, it would draw other patches than the straight run."""
+    straight, resumed = straight_and_resumed("nnUNetTrainer", monkeypatch)
+    for key in ("train_losses", "val_losses", "mean_fg_dice"):
         assert len(resumed[key]) == EPOCHS
         np.testing.assert_allclose(resumed[key], straight[key], rtol=1e-5, atol=1e-6, err_msg=key)
 

@@ -122,6 +122,8 @@ def test_resume_skips_finished_runs_continues_interrupted_ones_and_records_train
     assert [c["command"].split()[0] for c in record["commands"]] == [
         "nnUNetv2_plan_and_preprocess", "nnUNetv2_train", "nnUNetv2_morse_evaluate_cv", "nnUNetv2_morse_test_points"]
     assert record["versions"]["nnunetv2"] and record["machine"]["cpu_count"] == os.cpu_count()
+    assert record["machine"]["cpu"] and \
+        record["machine"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     with open(os.path.join(study.folder, "runs", "nnUNetTrainerMORSE", "seed0", "fold_1", "run.json")) as f:
         assert json.load(f)["wall_seconds"] is None
     assert not os.path.exists(os.path.join(study.folder, "runs", "nnUNetTrainer", "seed0", "fold_1", HEAD_OFF))

@@ -8,8 +8,8 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_morse.config import MorseConfigError
-from nnunetv2_morse.trainers.morse import (MorseCheckpointError, capture_rng_state, nnUNetTrainerMORSE,
-                                           restore_rng_state, split_parameters)
+from nnunetv2_morse.trainers.morse import MorseCheckpointError, nnUNetTrainerMORSE, split_parameters
+from nnunetv2_morse.trainers.resume import capture_rng_state, restore_rng_state
 from plans import DATASET_JSON, SMALL, trainer_plans
 from workspace import nnunet_environment
 
@@ -231,6 +231,38 @@ def test_cuda_rng_state_is_skipped_with_a_log_line_when_resuming_on_the_cpu():
     messages = []
     restore_rng_state(saved, torch.device("cpu"), log=messages.append)
     assert messages == ["the checkpoint's CUDA random state is not restored: training on cpu"]
+
+
+def test_a_scheduled_nnunet_trainer_restores_its_checkpoints_random_states_and_logs_their_absence(tmp_path,
+                                                                                                   monkeypatch):
+    """resume.ExactResume on a study's nnUNetTrainer: after load_checkpoint and on_train_start, the generators draw
+    what they drew after the checkpoint was written; nnU-Net's own checkpoint, without states, is logged."""
+    import numpy as np
+
+    from nnunetv2_morse.ledger.trainers import scheduled_trainer
+    from nnunetv2_morse.trainers.resume import RANDOM_STATE_KEY
+    trainer_class = scheduled_trainer("nnUNetTrainer", "nnUNetTrainer_e1i1v1_seed0", 1, 1, 1, 0, 1)
+    monkeypatch.setattr(nnUNetTrainer, "on_train_start", lambda self: None)  # it needs a dataset
+    trainer = initialized(trainer_class, tmp_path)
+    torch.rand(10), np.random.random(10)  # as training does: the states saved are not those after the seeding
+    path = str(tmp_path / "checkpoint.pth")
+    trainer.save_checkpoint(path)
+    after_save = (torch.rand(4), np.random.random(4))
+    resumed = initialized(trainer_class, tmp_path)
+    resumed.load_checkpoint(path)
+    resumed.on_train_start()
+    assert torch.equal(torch.rand(4), after_save[0]) and np.array_equal(np.random.random(4), after_save[1])
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    del checkpoint[RANDOM_STATE_KEY]
+    torch.save(checkpoint, path)
+    logged = []
+    without = initialized(trainer_class, tmp_path)
+    monkeypatch.setattr(without, "print_to_log_file", lambda *args, **kwargs: logged.append(" ".join(args)))
+    without.load_checkpoint(path)
+    without.on_train_start()
+    assert logged == [f"{path} holds no random states: the training continues with fresh ones and will not repeat "
+                      "an uninterrupted training"]
 
 
 def test_parameter_split_is_made_once_per_network(tmp_path, monkeypatch):

@@ -98,8 +98,22 @@ def package_commit() -> Optional[str]:
     return commit.stdout.strip() + ("+dirty" if dirty else "")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo's first "model name"), else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment_record() -> Dict[str, Any]:
-    """Versions (python, PACKAGES), the package's git commit, and the machine (platform, CPUs, GPU if any)."""
+    """Versions (python, PACKAGES), the package's git commit, and the machine: platform, CPU model and the vector
+    instructions torch's CPU kernels use (a training repeats bit for bit only where both are the same), CPUs, GPU if
+    any."""
     versions = {"python": platform.python_version()}
     for package in PACKAGES:
         try:
@@ -107,9 +121,10 @@ def environment_record() -> Dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[package] = None
     machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-               "cpu_count": os.cpu_count(), "gpu": None}
+               "cpu": cpu_model(), "cpu_count": os.cpu_count(), "gpu": None}
     if "torch" in sys.modules or versions["torch"]:
         import torch
+        machine["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         if torch.cuda.is_available():
             machine["gpu"] = torch.cuda.get_device_name(0)
     return {"versions": versions, "package_commit": package_commit(), "machine": machine}

@@ -485,8 +485,7 @@ class StudyRenderer:
         versions = sorted({", ".join(f"{k} {v}" for k, v in r["versions"].items() if v)
                            + (f" (package commit {r['package_commit']})" if r.get("package_commit") else "")
                            for r in recorded})
-        machines = sorted({f"{r['machine']['platform']}, {r['machine']['cpu_count']} CPUs"
-                           + (f", {r['machine']['gpu']}" if r['machine'].get('gpu') else "") for r in recorded})
+        machines = sorted({machine_text(r["machine"]) for r in recorded})
         devices = sorted({r["device"] for r in recorded})
         rows = [("dataset", f"builder `{study.dataset.builder}`, id {study.dataset.id}, arguments "
                             f"`{study.dataset.arguments_json}`"),
@@ -663,6 +662,15 @@ class StudyRenderer:
 COST_KEYS = ("step_s", "peak_memory_mb", "saved_for_backward_mb", "inference_s")
 
 
+def machine_text(machine: Mapping[str, Any]) -> str:
+    """'platform, CPU model (torch's CPU capability), N CPUs, GPU' of a run record's machine, each part where
+    recorded."""
+    cpu = machine.get("cpu", "") + (f" ({machine['torch_cpu_capability']})" if machine.get("torch_cpu_capability")
+                                    else "")
+    return ", ".join(part for part in (machine["platform"], cpu.strip(), f"{machine['cpu_count']} CPUs",
+                                       machine.get("gpu")) if part)
+
+
 def cost_tables(rows: List[dict]) -> List[str]:
     """One plan's benchmark rows: the first trainer's values and every other's ratios to them (peak memory's over
     the rounds, row_ratios), the budgets, and each N_test sweep."""
@@ -725,9 +733,7 @@ def cost_section(study: BenchmarkStudy, recorded: Optional[RecordedBenchmark], m
                    else f"nnUNetv2_morse_study {os.path.relpath(os.path.abspath(study.folder), markdown_folder)}")
         return lines + [f"Not yet measured: `{command}`.", ""]
     record, reports = recorded
-    machine = record["machine"]
-    lines += [f"`{record['commands'][0]['command']}`; {machine['platform']}, {machine['cpu_count']} CPUs"
-              + (f", {machine['gpu']}" if machine.get("gpu") else "") + f"; recorded {record['recorded']}.", ""]
+    lines += [f"`{record['commands'][0]['command']}`; {machine_text(record['machine'])}; recorded {record['recorded']}.", ""]
     for report in reports.values():
         for plan, rows in report["plans"].items():
             lines += [report["headers"][plan], ""] + cost_tables(rows)

@@ -4,8 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import random
-from typing import Callable, ClassVar, List, Optional, Tuple
+from typing import ClassVar, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ from nnunetv2_morse.network import MorseNetwork
 from nnunetv2_morse.precision import (AUTOCAST_ENVIRONMENT_VARIABLE, autocast_dtype_from_environment,
                                       default_autocast_dtype)
 from nnunetv2_morse.schedule import awa_weight
+from nnunetv2_morse.trainers.resume import capture_rng_state, restore_rng_state, save_checkpoint_with
 
 MORSE_LOG_KEYS = ("rend_losses", "awa_weights")
 GRADIENT_CLIP_NORM = 12.0  # nnUNetTrainer.train_step's
@@ -55,41 +55,6 @@ def clip_gradients(parameters: Tuple[List[torch.nn.Parameter], List[torch.nn.Par
     unet, rendering = parameters
     return (torch.nn.utils.clip_grad_norm_(unet, GRADIENT_CLIP_NORM),
             torch.nn.utils.clip_grad_norm_(rendering, GRADIENT_CLIP_NORM))
-
-
-def capture_rng_state(device: torch.device) -> dict:
-    """The global random states that nnU-Net's single-process data augmentation and MORSE's point sampling use;
-    'cuda' is the training GPU's state (None when training on another device)."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state(_cuda_index(device)) if device.type == "cuda" else None}
-
-
-def restore_rng_state(state: dict, device: torch.device, log: Callable[[str], None]) -> None:
-    """Restores capture_rng_state's states; the CUDA state goes to the training GPU, whichever index it has.
-
-    Older checkpoints stored a list with one state per visible GPU: the training GPU's entry is restored if the list
-    has one, else the CUDA state is skipped (logged)."""
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    cuda_state = state.get("cuda")
-    if cuda_state is None:
-        return
-    if device.type != "cuda":
-        log(f"the checkpoint's CUDA random state is not restored: training on {device.type}")
-        return
-    index = _cuda_index(device)
-    if isinstance(cuda_state, (list, tuple)):
-        if index >= len(cuda_state):
-            log(f"the checkpoint's CUDA random states cover GPUs 0..{len(cuda_state) - 1}, not the training GPU "
-                f"cuda:{index}: its random state is not restored")
-            return
-        cuda_state = cuda_state[index]
-    torch.cuda.set_rng_state(cuda_state, index)
-
-
-def _cuda_index(device: torch.device) -> int:
-    return device.index if device.index is not None else torch.cuda.current_device()
 
 
 def config_differences(saved: dict, current: dict) -> List[str]:
@@ -168,29 +133,12 @@ class nnUNetTrainerMORSE(nnUNetTrainer):
             self._rng_state_to_restore = None
 
     def save_checkpoint(self, filename: str) -> None:
-        """nnU-Net's checkpoint plus a 'morse' entry (configuration, random states for an exact resume), written once.
-
-        nnU-Net's save_checkpoint builds its dict and hands it to torch.save(checkpoint, filename); for that one call
-        the entry is added to the dict, so every field nnU-Net writes is kept without a copy of its code.
-        """
+        """nnU-Net's checkpoint plus a 'morse' entry (configuration, random states for an exact resume), written once
+        (resume.save_checkpoint_with)."""
         if self.local_rank != 0 or self.disable_checkpointing:
             return super().save_checkpoint(filename)
         morse_entry = {"config": dataclasses.asdict(self.morse_config), "rng_state": capture_rng_state(self.device)}
-        save = torch.save
-        written = []
-
-        def save_with_morse_entry(obj, f, *args, **kwargs):
-            if f == filename and isinstance(obj, dict) and obj.get("trainer_name") == self.__class__.__name__:
-                obj = {**obj, "morse": morse_entry}
-                written.append(f)
-            return save(obj, f, *args, **kwargs)
-
-        torch.save = save_with_morse_entry
-        try:
-            super().save_checkpoint(filename)
-        finally:
-            torch.save = save
-        if not written:
+        if not save_checkpoint_with(super().save_checkpoint, filename, self.__class__.__name__, {"morse": morse_entry}):
             raise MorseCheckpointError(
                 f"{filename} was written without MORSE's settings: this nnU-Net's save_checkpoint does not hand its "
                 "checkpoint to torch.save(checkpoint, filename) as nnunetv2 2.8.1 does; install nnunetv2==2.8.1")

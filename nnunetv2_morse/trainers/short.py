@@ -10,6 +10,7 @@ import torch
 
 from nnunetv2_morse.trainers import family
 from nnunetv2_morse.trainers.morse import nnUNetTrainerMORSE
+from nnunetv2_morse.trainers.resume import ExactResume
 
 EPOCHS = (1, 5, 10, 20, 50, 100, 250, 500)
 FAMILY = (nnUNetTrainerMORSE, family.nnUNetTrainerPointRend, family.nnUNetTrainerMoE, family.nnUNetTrainerSMoE,
@@ -19,7 +20,9 @@ FAMILY = (nnUNetTrainerMORSE, family.nnUNetTrainerPointRend, family.nnUNetTraine
 def with_schedule(base: type, name: str, num_epochs: int, iterations: int = 250, val_iterations: int = 50,
                   seed: Optional[int] = None) -> type:
     """A subclass of base named `name` that trains num_epochs of `iterations` iterations; with a seed, the random
-    generators are seeded before the network is built (so trainers that share a U-Net start from the same one)."""
+    generators are seeded before the network is built (so trainers that share a U-Net start from the same one).
+    Its checkpoints hold the random states, so that a training continued with --c repeats the uninterrupted one:
+    MORSE's trainers keep them already, any other base gets resume.ExactResume."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -32,8 +35,9 @@ def with_schedule(base: type, name: str, num_epochs: int, iterations: int = 250,
         self.num_iterations_per_epoch = iterations
         self.num_val_iterations_per_epoch = val_iterations
 
-    return type(name, (base,), {"__init__": __init__, "__module__": __name__,
-                                "__doc__": f"{base.__name__}, {num_epochs} epochs of {iterations} iterations."})
+    bases = (base,) if issubclass(base, nnUNetTrainerMORSE) else (ExactResume, base)
+    return type(name, bases, {"__init__": __init__, "__module__": __name__,
+                              "__doc__": f"{base.__name__}, {num_epochs} epochs of {iterations} iterations."})
 
 
 for _base in FAMILY:
