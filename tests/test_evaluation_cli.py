@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunetv2_morse.evaluation.compare import ComparisonError, compare_reports, markdown_report, plot_differences
+from nnunetv2_morse.evaluation.compare import (ComparisonError, compare_reports, differences_table, markdown_report,
+                                               plot_differences)
 from nnunetv2_morse.evaluation.statistics import paired_statistics
 from nnunetv2_morse.evaluation.compare import main as compare_main
 from nnunetv2_morse.evaluation.evaluate import (EvaluationError, evaluate_folders, main_evaluate, main_evaluate_cv,
@@ -399,6 +400,13 @@ def test_compare_refuses_reports_scored_differently(tmp_path, capsys):
     with pytest.raises(ComparisonError, match="non-finite HD95 of class organ in case.s.: case_002$"):
         compare_reports([scored_report([0.7, 0.8, 0.75] * 4, empty="nan"), infinite], names, sources)
 
+    unrecorded = fake_report([0.7, 0.8, 0.75] * 4, [5.0] * 12)
+    with pytest.raises(ComparisonError, match=r"different --empty conventions \(nan, one\)"):
+        compare_reports([unrecorded, scored_report([0.7] * 12), scored_report([0.8] * 12, empty="nan")],
+                        ["base", "one", "nan"], ["base.json", "one.json", "nan.json"])
+    nan_models = compare_reports([unrecorded, scored_report([0.8] * 12, empty="nan")], names, sources)
+    assert nan_models["empty_convention"] == "nan" and nan_models["empty_pairing"]
+
     other_reference = scored_report([0.7, 0.8, 0.8] * 4, reference_folder="/data/other")
     assert compare_reports([baseline, other_reference], names, sources)["warnings"] == [
         'model and baseline base were scored with different reference folders: "/data/other" vs "/data/ref"']
@@ -461,6 +469,11 @@ def test_compare_pairs_empty_nan_reports_as_results_md_does(tmp_path, capsys):
     expected = paired_statistics(paired_base, paired_model)
     lesion = statistics["lesion"]["Dice"]
     assert lesion["n"] == 10 and lesion["differences"] == pytest.approx(expected["differences"])
+    assert lesion["left_out_cases"] == ["case_000", "case_001"] and statistics["organ"]["Dice"]["left_out_cases"] == []
+    table = differences_table(comparison)
+    lesion_rows = table[(table["class"] == "lesion") & (table["metric"] == "Dice")]
+    assert lesion_rows["case"].tolist() == [f"case_{i:03d}" for i in range(2, 12)]
+    assert lesion_rows["difference"].tolist() == pytest.approx(expected["differences"])
     for key in ("mean_difference", "median_difference", "p_value", "baseline_mean", "model_mean"):
         assert lesion[key] == pytest.approx(expected[key])
     assert lesion["mean_difference_ci"] == pytest.approx(expected["mean_difference_ci"])

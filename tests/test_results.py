@@ -252,7 +252,7 @@ def test_nnunetv2_morse_compare_gives_results_md_numbers_from_the_pooled_reports
     rng = np.random.default_rng(11)
     case_ids = [f"colin27_z{z:03d}" for z in range(40, 60)]
     absent = dict.fromkeys(METRICS)
-    pooled = {"nnUNetTrainer": [], "nnUNetTrainerMORSE": []}
+    pooled, reports = {"nnUNetTrainer": [], "nnUNetTrainerMORSE": []}, {}
     for fold in (0, 1):
         fold_cases = [case_ids[2 * i + k] for i in range(10) if i % 2 == fold for k in (0, 1)]
         for trainer in pooled:
@@ -263,10 +263,11 @@ def test_nnunetv2_morse_compare_gives_results_md_numbers_from_the_pooled_reports
                 values[case] = {"a": {m: float(rng.uniform(LOW[m], HIGH[m])) for m in METRICS},
                                 "b": absent if case_ids.index(case) % 5 in absent_in else b}
             write_finished_run(study, trainer, 0, fold, values, empty_convention="nan")
-            report = read_json(os.path.join(study.folder, "runs", trainer, "seed0", f"fold_{fold}", "metrics.json"))
+            reports[trainer] = read_json(os.path.join(study.folder, "runs", trainer, "seed0", f"fold_{fold}",
+                                                      "metrics.json"))
             pooled[trainer] += [{**entry, "metrics": {k: {**v, "IoU": v["Dice"]} for k, v in entry["metrics"].items()}}
-                                for entry in report["metric_per_case"]]
-    reports = [{**report, "metric_per_case": pooled[trainer]} for trainer in pooled]
+                                for entry in reports[trainer]["metric_per_case"]]
+    reports = [{**reports[trainer], "metric_per_case": pooled[trainer]} for trainer in pooled]
     case_folds = {entry["case"]: fold for fold in (0, 1)
                   for entry in read_json(os.path.join(study.folder, "runs", "nnUNetTrainer", "seed0", f"fold_{fold}",
                                                       "metrics.json"))["metric_per_case"]}

@@ -9,7 +9,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_morse.config import MorseConfigError
 from nnunetv2_morse.trainers.morse import MorseCheckpointError, nnUNetTrainerMORSE, split_parameters
-from nnunetv2_morse.trainers.resume import capture_rng_state, restore_rng_state
+from nnunetv2_morse.trainers.resume import ExactResume, capture_rng_state, restore_rng_state
 from plans import DATASET_JSON, SMALL, trainer_plans
 from workspace import nnunet_environment
 
@@ -242,7 +242,8 @@ def test_a_scheduled_nnunet_trainer_restores_its_checkpoints_random_states_and_l
     from nnunetv2_morse.ledger.trainers import scheduled_trainer
     from nnunetv2_morse.trainers.resume import RANDOM_STATE_KEY
     trainer_class = scheduled_trainer("nnUNetTrainer", "nnUNetTrainer_e1i1v1_seed0", 1, 1, 1, 0, 1)
-    monkeypatch.setattr(nnUNetTrainer, "on_train_start", lambda self: None)  # it needs a dataset
+    # nnU-Net's needs a dataset; it draws from the generators (the data loaders' first batches) before training
+    monkeypatch.setattr(nnUNetTrainer, "on_train_start", lambda self: (torch.rand(3), np.random.random(3)))
     trainer = initialized(trainer_class, tmp_path)
     torch.rand(10), np.random.random(10)  # as training does: the states saved are not those after the seeding
     path = str(tmp_path / "checkpoint.pth")
@@ -261,8 +262,24 @@ def test_a_scheduled_nnunet_trainer_restores_its_checkpoints_random_states_and_l
     monkeypatch.setattr(without, "print_to_log_file", lambda *args, **kwargs: logged.append(" ".join(args)))
     without.load_checkpoint(path)
     without.on_train_start()
-    assert logged == [f"{path} holds no random states: the training continues with fresh ones and will not repeat "
-                      "an uninterrupted training"]
+    assert logged == [f"{path} holds no random states: a training continued from it draws fresh ones and will not "
+                      "repeat an uninterrupted training"]
+
+
+def test_a_study_trainer_of_a_base_that_saves_otherwise_logs_that_its_checkpoints_lack_the_random_states(
+        tmp_path, monkeypatch):
+    """A base trainer that writes no checkpoint through torch.save (nnU-Net's benchmark trainers write none) still
+    trains: the log says its continuations are not exact. A base that already has the states is not wrapped again."""
+    from nnunetv2_morse.ledger.trainers import scheduled_trainer
+    from nnunetv2_morse.trainers.short import with_schedule
+    trainer_class = scheduled_trainer("nnUNetTrainer", "nnUNetTrainer_e1i1v1_seed0", 1, 1, 1, 0, 1)
+    monkeypatch.setattr(nnUNetTrainer, "save_checkpoint", lambda self, filename: None)
+    trainer = initialized(trainer_class, tmp_path)
+    logged = []
+    monkeypatch.setattr(trainer, "print_to_log_file", lambda *args, **kwargs: logged.append(" ".join(args)))
+    trainer.save_checkpoint(str(tmp_path / "checkpoint.pth"))
+    assert len(logged) == 1 and "holds no random states" in logged[0] and "will not repeat" in logged[0]
+    assert with_schedule(trainer_class, "nnUNetTrainer_again", 2).__mro__.count(ExactResume) == 1
 
 
 def test_parameter_split_is_made_once_per_network(tmp_path, monkeypatch):

@@ -145,6 +145,11 @@ def _undefined_as_null(statistics: dict) -> dict:
     return {key: None if isinstance(value, float) and np.isnan(value) else value for key, value in statistics.items()}
 
 
+def _left_out(cases: Sequence[str], baseline: np.ndarray, model: np.ndarray) -> List[str]:
+    """The cases (n,) without a value on both sides of baseline and model (n,): left out of the pair's statistics."""
+    return [case for case, kept in zip(cases, np.isfinite(baseline) & np.isfinite(model)) if not kept]
+
+
 def _check_pairable(baseline: Mapping, model: Mapping, baseline_name: str, name: str) -> None:
     """ComparisonError naming the cases or classes that model and baseline do not share."""
     baseline_cases = [e["case"] for e in baseline["metric_per_case"]]
@@ -230,12 +235,18 @@ def compare_reports(reports: Sequence[Mapping], names: Sequence[str], sources: S
                         f"{'' if num_groups is None else ' groups'} (a bootstrap over fewer gives intervals that are "
                         "too narrow)")
     classes = list(reports[0]["classes"])
-    empty_nan = "nan" in {report.get("empty_convention") for report in reports}
+    conventions = sorted({report["empty_convention"] for report in reports if report.get("empty_convention")})
+    if len(conventions) > 1:
+        raise ComparisonError(f"the reports were scored with different --empty conventions ({', '.join(conventions)}):"
+                              " evaluate them all with the same --empty")
+    empty_nan = conventions == ["nan"]
     baseline_values = case_values(reports[0], classes, cases)
     comparisons = {}
     for report, name in zip(reports[1:], names[1:]):
         pairs = paired_case_values(baseline_values, case_values(report, classes, cases), empty_nan)
-        comparisons[name] = {c: {m: paired_statistics(*pairs[c][m], units) for m in METRIC_NAMES} for c in pairs}
+        comparisons[name] = {c: {m: {**paired_statistics(*pairs[c][m], units),
+                                     "left_out_cases": _left_out(cases, *pairs[c][m])} for m in METRIC_NAMES}
+                             for c in pairs}
         family = [statistics for per_metric in comparisons[name].values() for statistics in per_metric.values()]
         for statistics, adjusted in zip(family, adjusted_p_values([s["p_value"] for s in family])):
             statistics["p_value_bh"] = adjusted
@@ -249,7 +260,7 @@ def compare_reports(reports: Sequence[Mapping], names: Sequence[str], sources: S
                 "of_case": dict(zip(cases, units.tolist()))},
             "difference": "model - baseline", "higher_is_better": dict(HIGHER_IS_BETTER),
             "metric_units": dict(METRIC_UNITS), "test": TEST_DESCRIPTION, "confidence_level": CONFIDENCE_LEVEL,
-            "empty_convention": reports[0].get("empty_convention"),
+            "empty_convention": conventions[0] if conventions else None,
             "empty_pairing": EMPTY_PAIRING if empty_nan else None, "warnings": warnings,
             "comparisons": comparisons}
 
@@ -306,15 +317,22 @@ def _p_text(p_value: Optional[float]) -> str:
 
 
 def differences_table(comparison: Mapping):
-    """The paired differences as a long pandas table: one row per model, class, metric and case, columns "model",
-    "class", "metric", "case" (the case's index) and "difference"."""
+    """The paired differences as a long pandas table: one row per model, class, metric and case paired, columns
+    "model", "class", "metric", "case" (its id; its index among the pairs where the comparison names no cases) and
+    "difference"."""
     import pandas as pd
 
-    return pd.DataFrame([{"model": model, "class": class_name, "metric": metric, "case": index, "difference": value}
+    def paired_cases(statistics: Mapping) -> Sequence[Union[str, int]]:
+        if "cases" not in comparison:
+            return range(len(statistics["differences"]))
+        left_out = set(statistics.get("left_out_cases", ()))
+        return [case for case in comparison["cases"] if case not in left_out]
+
+    return pd.DataFrame([{"model": model, "class": class_name, "metric": metric, "case": case, "difference": value}
                          for model, per_class in comparison["comparisons"].items()
                          for class_name, per_metric in per_class.items()
                          for metric, statistics in per_metric.items()
-                         for index, value in enumerate(statistics["differences"])],
+                         for case, value in zip(paired_cases(statistics), statistics["differences"], strict=True)],
                         columns=["model", "class", "metric", "case", "difference"])
 
 
@@ -389,9 +407,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         prog, "Paired per-case comparison of metric reports (nnUNetv2_morse_evaluate / _evaluate_cv) with the first "
               "one, the baseline: means, medians, mean paired difference (model - baseline) with its bootstrap "
               "confidence interval, and Wilcoxon signed-rank p-values, raw and Benjamini-Hochberg adjusted, per "
-              "class and metric. Reports scored with --empty nan: a class undefined on one side of a pair only scores as a "
-              "correct absence there, one undefined on both sides is left out of that pair. Writes PREFIX.json, "
-              "PREFIX.md and PREFIX.png.",
+              "class and metric. Reports scored with --empty nan: a class undefined on one side of a pair only "
+              "scores as a correct absence there, one undefined on both sides is left out of that pair. Writes "
+              "PREFIX.json, PREFIX.md and PREFIX.png.",
         "Example:\n\n    nnUNetv2_morse_compare nnUNetTrainer/crossval_boundary_metrics.json "
         "MORSE/crossval_boundary_metrics.json --names nnUNet MORSE -o mvb")
     parser.add_argument("reports", nargs="+", help="metric JSON files; the first is the baseline")

@@ -665,8 +665,8 @@ COST_KEYS = ("step_s", "peak_memory_mb", "saved_for_backward_mb", "inference_s")
 def machine_text(machine: Mapping[str, Any]) -> str:
     """'platform, CPU model (torch's CPU capability), N CPUs, GPU' of a run record's machine, each part where
     recorded."""
-    cpu = machine.get("cpu", "") + (f" ({machine['torch_cpu_capability']})" if machine.get("torch_cpu_capability")
-                                    else "")
+    cpu = str(machine.get("cpu") or "") + (f" ({machine['torch_cpu_capability']})"
+                                           if machine.get("torch_cpu_capability") else "")
     return ", ".join(part for part in (machine["platform"], cpu.strip(), f"{machine['cpu_count']} CPUs",
                                        machine.get("gpu")) if part)
 
@@ -733,7 +733,8 @@ def cost_section(study: BenchmarkStudy, recorded: Optional[RecordedBenchmark], m
                    else f"nnUNetv2_morse_study {os.path.relpath(os.path.abspath(study.folder), markdown_folder)}")
         return lines + [f"Not yet measured: `{command}`.", ""]
     record, reports = recorded
-    lines += [f"`{record['commands'][0]['command']}`; {machine_text(record['machine'])}; recorded {record['recorded']}.", ""]
+    lines += [f"`{record['commands'][0]['command']}`; {machine_text(record['machine'])}; "
+              f"recorded {record['recorded']}.", ""]
     for report in reports.values():
         for plan, rows in report["plans"].items():
             lines += [report["headers"][plan], ""] + cost_tables(rows)

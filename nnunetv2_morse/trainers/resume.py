@@ -78,8 +78,9 @@ class ExactResume:
     """Mixin for an nnUNetTrainer (listed before it): its checkpoints hold the random states (RANDOM_STATE_KEY), and
     a training continued from one restores them at the end of on_train_start, where the uninterrupted training
     stood when it wrote the checkpoint (module docstring). Under DDP every rank draws its own numbers: nothing is
-    restored there. A checkpoint without the states (written by nnU-Net's own trainer) continues with fresh ones,
-    which the training log says."""
+    restored there. A checkpoint without the states (one of nnU-Net's own trainer), or a base trainer that does not
+    save its checkpoint through torch.save as nnU-Net 2.8 does, gives an inexact continuation, which the training
+    log says."""
 
     _random_state_to_restore: Optional[dict] = None
 
@@ -88,18 +89,22 @@ class ExactResume:
             return super().save_checkpoint(filename)
         entries = {RANDOM_STATE_KEY: capture_rng_state(self.device)}
         if not save_checkpoint_with(super().save_checkpoint, filename, self.__class__.__name__, entries):
-            raise RuntimeError(f"{filename} was written without its random states: this nnU-Net's save_checkpoint does "
-                               "not hand its checkpoint to torch.save(checkpoint, filename) as nnunetv2 2.8.1 does; "
-                               "install nnunetv2==2.8.1")
+            self.print_to_log_file(f"warning: {filename} holds no random states ({self.__class__.__name__}'s "
+                                   "save_checkpoint does not hand its checkpoint to torch.save as nnU-Net 2.8 does): a "
+                                   "training continued from it will not repeat an uninterrupted one")
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         super().load_checkpoint(filename_or_checkpoint)
-        checkpoint = torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False)
+        checkpoint = (filename_or_checkpoint if isinstance(filename_or_checkpoint, dict)
+                      else torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False))
         state = checkpoint.get(RANDOM_STATE_KEY)
+        name = "the checkpoint" if isinstance(filename_or_checkpoint, dict) else filename_or_checkpoint
         if state is None:
-            self.print_to_log_file(f"{filename_or_checkpoint} holds no random states: the training continues with "
-                                   "fresh ones and will not repeat an uninterrupted training")
-        elif not self.is_ddp:
+            self.print_to_log_file(f"{name} holds no random states: a training continued from it draws fresh ones "
+                                   "and will not repeat an uninterrupted training")
+        elif self.is_ddp:
+            self.print_to_log_file(f"{name}'s random states are not restored: under DDP every rank draws its own")
+        else:
             self._random_state_to_restore = state
 
     def on_train_start(self):

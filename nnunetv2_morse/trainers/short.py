@@ -22,7 +22,7 @@ def with_schedule(base: type, name: str, num_epochs: int, iterations: int = 250,
     """A subclass of base named `name` that trains num_epochs of `iterations` iterations; with a seed, the random
     generators are seeded before the network is built (so trainers that share a U-Net start from the same one).
     Its checkpoints hold the random states, so that a training continued with --c repeats the uninterrupted one:
-    MORSE's trainers keep them already, any other base gets resume.ExactResume."""
+    MORSE's trainers keep them already, any other base without them gets resume.ExactResume."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -35,7 +35,7 @@ def with_schedule(base: type, name: str, num_epochs: int, iterations: int = 250,
         self.num_iterations_per_epoch = iterations
         self.num_val_iterations_per_epoch = val_iterations
 
-    bases = (base,) if issubclass(base, nnUNetTrainerMORSE) else (ExactResume, base)
+    bases = (base,) if issubclass(base, (nnUNetTrainerMORSE, ExactResume)) else (ExactResume, base)
     return type(name, bases, {"__init__": __init__, "__module__": __name__,
                               "__doc__": f"{base.__name__}, {num_epochs} epochs of {iterations} iterations."})
 
