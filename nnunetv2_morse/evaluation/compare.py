@@ -40,8 +40,8 @@ from nnunetv2_morse.cli import (CommandError, command_parser, console_script, ma
 from nnunetv2_morse.evaluation.evaluate import format_metric, print_warnings
 from nnunetv2_morse.evaluation.metrics import CORRECT_ABSENCE, HIGHER_IS_BETTER, METRIC_NAMES, METRIC_UNITS
 from nnunetv2_morse.evaluation.statistics import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE_LEVEL,
-                                                  MIN_NONZERO_FOR_P_BELOW_0_05, MIN_UNITS_FOR_INTERVAL,
-                                                  adjusted_p_values, pair_undefined, paired_foreground_means,
+                                                  EXACT_SIGNED_RANK_LIMIT, MIN_NONZERO_FOR_P_BELOW_0_05,
+                                                  MIN_UNITS_FOR_INTERVAL, adjusted_p_values, pair_undefined, paired_foreground_means,
                                                   paired_statistics, ranks_oppose, wilcoxon_p_value)
 
 __all__ = ["ComparisonError", "compare_reports", "differences_table", "load_groups", "load_report", "markdown_report",
@@ -53,7 +53,8 @@ FIGURE_METRICS = ("Dice", "HD95", "ASSD", "NSD")
 FOREGROUND_MEAN = "foreground mean"
 MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 JITTER_SEED = 0  # the strip plots' jitter: the same figure on every render of the same data
-TEST_DESCRIPTION = (f"two-sided Wilcoxon signed-rank test (scipy.stats.wilcoxon, zero differences dropped; all "
+TEST_DESCRIPTION = (f"two-sided Wilcoxon signed-rank test (zero differences dropped, ties given their mean rank, "
+                    f"exact up to {EXACT_SIGNED_RANK_LIMIT} non-zero differences, normal approximation above; all "
                     f"differences zero: p = 1); p (BH): Benjamini-Hochberg adjusted over each model's classes, "
                     f"foreground mean and {len(METRIC_NAMES)} metrics; CI: {CONFIDENCE_LEVEL:.0%} BCa bootstrap "
                     f"interval of the mean difference (scipy.stats.bootstrap, {BOOTSTRAP_RESAMPLES} resamples, seed "

@@ -778,7 +778,8 @@ them while they are few. The per-case foreground mean averages the classes with 
 is model − baseline: for Dice and NSD higher is better, so a positive difference favours the model; for HD95 and ASSD
 (mm) lower is better, so a negative one does. The 95% confidence interval of the mean difference is
 scipy.stats.bootstrap's (BCa, {resamples} resamples, seed 0). p is the two-sided Wilcoxon signed-rank test
-(scipy.stats.wilcoxon, zero differences dropped; all differences zero: p = 1); p (BH) is p corrected with
+(zero differences dropped, ties given their mean rank, exact over all sign assignments of the ranks up to
+{exact_limit} non-zero differences, the normal approximation above; all differences zero: p = 1); p (BH) is p corrected with
 Benjamini-Hochberg (scipy.stats.false_discovery_control) over the classes, the foreground mean and the four metrics of
 one model against its baseline. Where a study's cases are slices of one volume, neighbouring slices are nearly
 the same image, so they are not independent: there the interval resamples, and the signed-rank test ranks, whole
@@ -824,7 +825,8 @@ def render_ledger(results_folder: str, output: str, resamples: int) -> RenderedL
     figures = os.path.join(results_folder, FIGURES_FOLDER)
     display = os.path.relpath(os.path.abspath(results_folder), markdown_folder)
     absence = ", ".join(f"{metric} {CORRECT_ABSENCE[metric]:g}" for metric in METRICS)
-    lines = HEADER.format(results=display, resamples=resamples, absence=absence).splitlines() + [""]
+    lines = HEADER.format(results=display, resamples=resamples, absence=absence,
+                          exact_limit=statistics.EXACT_SIGNED_RANK_LIMIT).splitlines() + [""]
     folders = find_studies(results_folder)
     if not folders:
         raise StudyError(f"no study.json under {results_folder}: give the ledger folder (-i)")
