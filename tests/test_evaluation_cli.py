@@ -148,6 +148,38 @@ def test_evaluate_2d_nifti(tmp_path):
         evaluate_folders(str(tmp_path / "ref"), str(tmp_path / "pred"), dataset_json, 1.0)
 
 
+@pytest.mark.parametrize("reader", ["SimpleITKIO", "NibabelIO"])
+def test_a_prediction_off_the_references_grid_is_refused(tmp_path, reader):
+    """Same voxels, same spacing: a prediction flipped along x (direction -1) or moved by 100 mm (origin) is not on
+    the reference's grid, and scoring it voxel by voxel would compare it with a mirrored or shifted reference; a
+    float32 header's rounding of the origin is accepted."""
+    references, _ = fake_cases()
+    reference = references["case_000"]
+    dataset_json = {**DATASET_JSON, "overwrite_image_reader_writer": reader}
+
+    def write(origin, direction):
+        image = sitk.GetImageFromArray(reference)
+        image.SetSpacing(tuple(reversed(SPACING)))
+        image.SetOrigin(origin)
+        image.SetDirection(direction)
+        sitk.WriteImage(image, str(tmp_path / "pred" / "case_000.nii.gz"))
+
+    os.makedirs(tmp_path / "pred")
+    write_cases(tmp_path / "ref", {"case_000": reference})
+    identity, flipped_x = (1, 0, 0, 0, 1, 0, 0, 0, 1), (-1, 0, 0, 0, 1, 0, 0, 0, 1)
+    write((1e-5, 0.0, 0.0), identity)
+    report = evaluate_folders(str(tmp_path / "ref"), str(tmp_path / "pred"), dataset_json, 1.0)
+    assert report["metric_per_case"][0]["metrics"]["organ"]["Dice"] == 1.0
+    write((0.0, 0.0, 0.0), flipped_x)
+    with pytest.raises(EvaluationError, match=r"^case case_000: prediction orientation .* differs from the "
+                                              r"reference's .*: it would be scored voxel by voxel against a flipped"):
+        evaluate_folders(str(tmp_path / "ref"), str(tmp_path / "pred"), dataset_json, 1.0)
+    write((0.0, 100.0, 0.0), identity)
+    with pytest.raises(EvaluationError, match=r"^case case_000: prediction origin \[0.0, -?100.0, 0.0\] mm differs "
+                                              r"from the reference's \[0.0, 0.0, 0.0\] mm by more than 0.0075 mm"):
+        evaluate_folders(str(tmp_path / "ref"), str(tmp_path / "pred"), dataset_json, 1.0)
+
+
 def write_fake_cross_validation(tmp_path):
     """fake_cases() as a two-fold cross-validation of nnUNetTrainerFake on Dataset901_Fake; returns the
     environment and the model folder."""

@@ -165,6 +165,10 @@ def test_classes_regions_tolerances_and_ignore_label():
     assert ignore_label_from_dataset_json(dataset_json) == 4
     with pytest.raises(ValueError, match="unknown class.*necrosis"):
         classes_from_dataset_json(dataset_json, 1.0, {"necrosis": 1.0})
+    digits = {"labels": {"background": 0, "2": 1, "x": 2}}  # "2" names label 1, and is label x's value
+    with pytest.raises(ValueError, match=r"key\(s\) 2 name one class and are the label value of another"):
+        classes_from_dataset_json(digits, 1.0, {"2": 3.0})
+    assert [c.tolerance_mm for c in classes_from_dataset_json(digits, 1.0, {"x": 3.0, "1": 0.5})] == [0.5, 3.0]
 
     reference = np.zeros((20, 20, 20), np.uint8)
     reference[5:10, 5:10, 5:10] = 1

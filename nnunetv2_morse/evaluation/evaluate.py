@@ -6,7 +6,9 @@ Console entry points: ``nnUNetv2_morse_evaluate`` (a reference and a prediction 
 ``nnUNetv2_morse_compare`` reads, and print a Markdown table of the per-class means.
 
 Nothing is scored silently wrong: every .gz file must decompress to its end (SimpleITK reads a truncated NIfTI
-without an error, its missing part as background), and the report's "warnings" (also printed on stderr and under
+without an error, its missing part as background), a prediction must lie on its reference's voxel grid (shape,
+spacing, and where the reader gives them origin and orientation: a flipped or reoriented prediction would be scored
+voxel by voxel against a mirrored reference), and the report's "warnings" (also printed on stderr and under
 the table) name classes empty in every reference and prediction, label values that dataset.json does not know and
 predictions left unscored.
 
@@ -38,6 +40,8 @@ from nnunetv2_morse.evaluation.metrics import (DEFAULT_EMPTY, DEFAULT_TOLERANCE_
 REPORT_FORMAT = "nnunetv2_morse.boundary_metrics/2"
 CV_REPORT_NAME = "crossval_boundary_metrics"
 SPACING_RELATIVE_TOLERANCE = 1e-3
+ORIGIN_TOLERANCE_VOXELS = 0.01
+DIRECTION_TOLERANCE = 1e-3
 GZIP_CHUNK_BYTES = 1 << 24
 MAX_NAMED = 5
 MIN_CASES_PER_WORKER = 8
@@ -85,8 +89,9 @@ def check_gzip(path: str) -> None:
         raise EvaluationError(f"{path} is truncated or corrupt ({error}): write or copy it again") from error
 
 
-def read_label_map(reader, path: str) -> Tuple[np.ndarray, Tuple[float, ...]]:
-    """A segmentation file as an (x, y, z) array (2D files: z axis of one slice first) and its spacing (mm).
+def read_label_map(reader, path: str) -> Tuple[np.ndarray, Tuple[float, ...], Optional[Tuple[np.ndarray, np.ndarray]]]:
+    """A segmentation file as an array in numpy axis order ((z, y, x): SimpleITK's x, y, z reversed; 2D files: an
+    axis of one slice first), its spacing (mm, same order) and its image_geometry.
 
     EvaluationError naming the file if it is a broken .gz (check_gzip) or the reader fails.
     """
@@ -96,7 +101,46 @@ def read_label_map(reader, path: str) -> Tuple[np.ndarray, Tuple[float, ...]]:
     except (RuntimeError, OSError, ValueError, EOFError, zlib.error) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise EvaluationError(f"cannot read {path}: {reason}") from error
-    return segmentation[0], tuple(float(s) for s in properties["spacing"])
+    return segmentation[0], tuple(float(s) for s in properties["spacing"]), image_geometry(properties)
+
+
+def image_geometry(properties: Mapping) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """(origin (d,) in mm, direction (d, d): unit axis vectors as columns) of a file read by an nnU-Net reader (both in
+    the file's own x, y, z order), None where the reader gives no geometry (PNG, TIFF)."""
+    if "sitk_stuff" in properties:
+        origin = np.asarray(properties["sitk_stuff"]["origin"], dtype=float)
+        return origin, np.asarray(properties["sitk_stuff"]["direction"], dtype=float).reshape(origin.size, origin.size)
+    if "nibabel_stuff" in properties:
+        affine = np.asarray(properties["nibabel_stuff"]["original_affine"], dtype=float)
+        linear = affine[:-1, :-1]
+        return affine[:-1, -1], linear / np.linalg.norm(linear, axis=0)
+    return None
+
+
+def check_same_grid(case_id: str, reference_geometry: Optional[Tuple[np.ndarray, np.ndarray]],
+                    prediction_geometry: Optional[Tuple[np.ndarray, np.ndarray]], spacing: Sequence[float]) -> None:
+    """EvaluationError unless the prediction's origin is within ORIGIN_TOLERANCE_VOXELS of the smallest voxel size and
+    its direction within DIRECTION_TOLERANCE of the reference's (image_geometry; nothing to check if either is None)."""
+    if reference_geometry is None or prediction_geometry is None:
+        return
+    (reference_origin, reference_direction), (prediction_origin, prediction_direction) = (reference_geometry,
+                                                                                          prediction_geometry)
+    if reference_direction.shape != prediction_direction.shape or not np.allclose(
+            reference_direction, prediction_direction, rtol=0, atol=DIRECTION_TOLERANCE):
+        raise EvaluationError(f"case {case_id}: prediction orientation (direction {_rounded(prediction_direction)}) "
+                              f"differs from the reference's ({_rounded(reference_direction)}): it would be scored "
+                              f"voxel by voxel against a flipped or rotated reference; write the prediction in the "
+                              f"reference's orientation (nnUNetv2_predict keeps the input image's)")
+    tolerance = ORIGIN_TOLERANCE_VOXELS * min(spacing)
+    if not np.allclose(reference_origin, prediction_origin, rtol=0, atol=tolerance):
+        raise EvaluationError(f"case {case_id}: prediction origin {_rounded(prediction_origin)} mm differs from the "
+                              f"reference's {_rounded(reference_origin)} mm by more than {tolerance:.3g} mm: it is "
+                              f"not on the reference's voxel grid; write it with the reference's geometry "
+                              f"(nnUNetv2_predict keeps the input image's)")
+
+
+def _rounded(values: np.ndarray) -> list:
+    return (np.round(values, 4) + 0.0).tolist()  # + 0.0: no -0.0
 
 
 def unknown_label_values(label_map: np.ndarray, known: Sequence[int]) -> List[float]:
@@ -118,14 +162,17 @@ def evaluate_case(case_id: str, reference_file: str, prediction_file: str, reade
     outside them are listed in "unknown_label_values" {"reference"/"prediction": [values]}, present only if any.
     """
     reader = reader_class()
-    reference, spacing = as_spatial(*read_label_map(reader, reference_file))
-    prediction, prediction_spacing = as_spatial(*read_label_map(reader, prediction_file))
+    reference, reference_spacing, reference_geometry = read_label_map(reader, reference_file)
+    prediction, prediction_spacing, prediction_geometry = read_label_map(reader, prediction_file)
+    reference, spacing = as_spatial(reference, reference_spacing)
+    prediction, prediction_spacing = as_spatial(prediction, prediction_spacing)
     if reference.shape != prediction.shape:
         raise EvaluationError(f"case {case_id}: prediction shape {prediction.shape} differs from reference shape "
                               f"{reference.shape}")
     if not np.allclose(spacing, prediction_spacing, rtol=SPACING_RELATIVE_TOLERANCE):
         raise EvaluationError(f"case {case_id}: prediction spacing {prediction_spacing} mm differs from reference "
                               f"spacing {spacing} mm")
+    check_same_grid(case_id, reference_geometry, prediction_geometry, spacing)
     result = {"case": case_id, "reference_file": os.path.abspath(reference_file),
               "prediction_file": os.path.abspath(prediction_file), "shape": list(reference.shape),
               "spacing_mm": list(spacing),

@@ -7,8 +7,10 @@ Metrics (per class, i.e. per foreground label or, for region-based datasets, per
   percentiles (reference surface -> prediction surface and back).
 - ``ASSD`` (mm): MONAI's symmetric average surface distance, the mean over the distances of both surfaces' points to
   the other surface.
-- ``NSD``: MONAI's normalised surface Dice at a tolerance tau (mm): the fraction of both surfaces' points lying
-  within tau of the other surface.
+- ``NSD``: MONAI's normalised surface Dice at a tolerance tau (mm): the fraction of both surfaces' points (boundary
+  voxels, each counting once) lying within tau of the other surface. This is the voxel-count form: Nikolov et al.'s
+  surface Dice weights each piece of surface by its area, which gives other values where the spacing is anisotropic
+  (MONAI's ``use_subvoxels=True``).
 
 Surfaces are MONAI's: the foreground voxels with at least one face neighbour in the background (the image outside
 the array counts as background), located at their voxel centres; distances are Euclidean between voxel centres in
@@ -27,7 +29,8 @@ unannotated. They are set to background in both reference and prediction before 
 never count as TP, FP or FN and no surface point lies inside them. A mask that runs into an ignored area gets a
 surface along that area's border, in the reference and the prediction alike, where both agree at distance 0.
 
-Images: 2D (x, y) or 3D (x, y, z) with the spacing in the same axis order; a 3D image with a single slice along one
+Images: 2D or 3D arrays in numpy axis order with the spacing in the same order (nnU-Net's readers give both
+reversed from SimpleITK's x, y, z: (z, y, x) for 3D); a 3D image with a single slice along one
 axis (nnU-Net's way of storing 2D data) is evaluated as 2D. Without this, every foreground voxel of a one-slice
 volume would be a surface voxel.
 
@@ -116,7 +119,13 @@ def _with_class_tolerances(classes: List[EvaluatedClass], tolerance_mm_per_class
                            ) -> List[EvaluatedClass]:
     """classes with the tolerances of tolerance_mm_per_class (keys: class name or single label value) applied."""
     key_to_index = {c.name: i for i, c in enumerate(classes)}
-    key_to_index.update({str(c.labels[0]): i for i, c in enumerate(classes) if len(c.labels) == 1})
+    by_label = {str(c.labels[0]): i for i, c in enumerate(classes) if len(c.labels) == 1}
+    ambiguous = [str(k) for k in tolerance_mm_per_class
+                 if str(k) in key_to_index and str(k) in by_label and key_to_index[str(k)] != by_label[str(k)]]
+    if ambiguous:
+        raise ValueError(f"per-class tolerance key(s) {', '.join(ambiguous)} name one class and are the label value of "
+                         f"another: give the class by its name, and rename a class named like a label value")
+    key_to_index = {**by_label, **key_to_index}
     unknown = [str(k) for k in tolerance_mm_per_class if str(k) not in key_to_index]
     if unknown:
         raise ValueError(f"unknown class(es) in per-class tolerances: {', '.join(unknown)}; known: "
@@ -128,7 +137,8 @@ def _with_class_tolerances(classes: List[EvaluatedClass], tolerance_mm_per_class
 
 
 def as_spatial(label_map: np.ndarray, spacing: Sequence[float]) -> Tuple[np.ndarray, Tuple[float, ...]]:
-    """(x, y[, z]) label map and its spacing (mm); a 3D map with one slice along an axis becomes 2D without it."""
+    """2D or 3D label map and its spacing (mm, same axis order); a 3D map with one slice along an axis becomes 2D
+    without it."""
     label_map = np.asarray(label_map)
     spacing = tuple(float(s) for s in spacing)
     if label_map.ndim not in (2, 3):
@@ -156,7 +166,7 @@ def check_empty_convention(empty: str) -> None:
 
 def binary_metrics(reference: np.ndarray, prediction: np.ndarray, spacing: Sequence[float], tolerance_mm: float,
                    hausdorff_percentile: float = 95.0, empty: str = DEFAULT_EMPTY) -> Dict[str, float]:
-    """Metrics of one binary (x, y[, z]) prediction against its reference mask; spacing in mm per axis.
+    """Metrics of one binary 2D or 3D prediction against its reference mask; spacing in mm per array axis.
 
     Returns Dice, IoU, HD95 (mm; the ``hausdorff_percentile``-th percentile, 100 for the maximum), ASSD (mm),
     NSD (at ``tolerance_mm``) and the voxel counts n_ref, n_pred, TP, FP, FN. Empty masks as in the module docstring,
@@ -221,7 +231,7 @@ def case_metrics(reference: np.ndarray, prediction: np.ndarray, spacing: Sequenc
                  empty: str = DEFAULT_EMPTY) -> Dict[str, Dict[str, float]]:
     """Metrics of one case per class: {class name: binary_metrics(...)}.
 
-    reference, prediction: integer label maps of one shape, (x, y[, z]) or a one-slice (x, y, z); spacing in mm per
+    reference, prediction: integer label maps of one shape, 2D or 3D (a one-slice 3D map as 2D); spacing in mm per
     axis. Voxels with ``ignore_label`` in the reference are background in both (module docstring). ``empty``: the
     convention for a class empty in both ("one" or "nan").
     """
