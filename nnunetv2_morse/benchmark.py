@@ -12,8 +12,10 @@ trainer's own train_step (forward, losses, backward, optimizer step; nnU-Net's f
 CUDA) and nnU-Net's sliding-window predictor. Beside each MORSE trainer's ratios: the point renderer's FLOPs as a
 share of the U-Net's (torch's counter, one sample: forward at N_p training points, and at N_test inference points)
 and the measured overhead above them (ratio - 1 - share). --plans2d measures several 2D plans in one run, each
-nnU-Net's own plan for images of that in-plane size, at batch 2: the ratios do not depend on the batch to first
-order (U-Net and head both scale with it), and batch 2 keeps a 512x512 step short on a CPU. Prints Markdown tables
+nnU-Net's own plan for images of that in-plane size, at batch 2, where the head costs most against the U-Net (at
+the planner's larger batches the step ratio is lower), and which keeps a 512x512 step short on a CPU. On the CPU,
+peak memory is the process's peak RSS above its RSS once every trainer module is imported (the same modules in
+every process), before the network is built. Prints Markdown tables
 and writes the report (the raw numbers) as JSON and its tables as Markdown, rendered from the report alone
 (benchmark_markdown), as nnUNetv2_morse_results renders them again for the ledger.
 
@@ -69,14 +71,28 @@ BUDGET_HEADING = f"Budgets (step, memory <= {BUDGETS[0][2]:.2f}x; inference <= {
 
 
 def row_ratios(row: dict, base: dict, key: str) -> List[float]:
-    """row's key over base's. Peak memory, which varies by a few percent between identical rounds, round by round
-    (each round measures every trainer in turn) where both kept their rounds' memory (best_of_rounds); every other
-    key, and rows without rounds, the one ratio of the rows."""
+    """row's key over base's, round by round (each round measures every trainer in turn, so a round's trainers are
+    measured alike) where both rows kept that key in each of their rounds (best_of_rounds keeps the step, inference
+    and peak memory): step and inference times vary by several percent between identical rounds on a shared
+    machine, peak memory by a few; a ratio of each trainer's fastest round would hide that. Other keys, and rows
+    without rounds, the one ratio of the rows."""
     rounds, base_rounds = row.get("rounds", ()), base.get("rounds", ())
-    if (key == "peak_memory_mb" and len(rounds) > 1 and len(rounds) == len(base_rounds)
+    if (len(rounds) > 1 and len(rounds) == len(base_rounds)
             and all(key in r for r in (*rounds, *base_rounds))):
         return [r[key] / b[key] for r, b in zip(rounds, base_rounds)]
     return [row[key] / base[key]]
+
+
+def memory_caveat(rows: Sequence[dict]) -> str:
+    """'' or why the rows' peak memory ratios overstate the MORSE trainers': CPU rows recorded without
+    cost.MEMORY_MEASURE measured each process's whole peak RSS, and a MORSE trainer's lookup imported about 48 MiB of
+    modules (every nnU-Net trainer variant: timm, torchvision, ...) that nnUNetTrainer's did not."""
+    if any(r.get("device_name", "").startswith("CPU") and "memory_measure" not in r for r in rows):
+        return ("peak memory is each process's whole peak RSS, measured before every process imported the same "
+                "modules: a MORSE trainer's process imported about 48 MiB more (timm, torchvision, ...) than "
+                "nnUNetTrainer's, so its memory ratios are overstated; to measure it again, delete the study's run.json "
+                "and run nnUNetv2_morse_study on its folder")
+    return ""
 
 
 def ratio_range(ratios: Sequence[float], unit: str = "x") -> str:
@@ -86,14 +102,17 @@ def ratio_range(ratios: Sequence[float], unit: str = "x") -> str:
 
 
 def over_budget(rows: List[dict], baseline: str) -> List[str]:
-    """The rows' ratios to the baseline that exceed BUDGETS, one line each, each line saying what it is. Peak memory
+    """The rows' ratios to the baseline that exceed BUDGETS, one line each, each line saying what it is. Each ratio
     is judged in every round (row_ratios): over budget in every round is an excess by the smallest of them, in some
-    rounds only (peak RSS varies between identical rounds) no clear excess; a row of several rounds that kept only
-    the first round's memory says so."""
+    rounds only (times and peak RSS vary between identical rounds) no clear excess; a row of several rounds that kept
+    only the first round's memory says so."""
     base = next(r for r in rows if r["trainer"] == baseline)
-    lines = []
+    caveat = memory_caveat(rows)
+    lines = [f"not judged for peak memory: {caveat}"] if caveat else []
     for r in (r for r in rows if r is not base):
         for key, name, budget in BUDGETS:
+            if caveat and key == "peak_memory_mb":
+                continue
             ratios = row_ratios(r, base, key)
             over = sum(x > budget for x in ratios)
             shown = ", ".join(f"{x:.3f}x" for x in ratios)
@@ -104,8 +123,8 @@ def over_budget(rows: List[dict], baseline: str) -> List[str]:
                              f"budget{first_only}")
             elif over:
                 lines.append(f"{r['trainer']}: {name} over the {budget}x budget in {over} of {len(ratios)} rounds "
-                             f"only ({shown}): peak memory varies this much between identical rounds, so this is no "
-                             "clear excess")
+                             f"only ({shown}): the {name} varies this much between identical rounds, so this is "
+                             "no clear excess")
     return lines
 
 
@@ -127,16 +146,17 @@ ARITHMETIC_HEADER = ("head FLOPs / U-Net, training (N_p)", "step overhead above 
 
 
 def format_table(rows: List[dict], baseline: str) -> str:
-    """One plan's table (values and ratios to the baseline, peak memory's over the rounds (row_ratios), FLOP shares
-    beside them) and each N_test sweep."""
+    """One plan's table (values, the fastest round's times, and ratios to the baseline, each a range over the rounds
+    (row_ratios), FLOP shares beside them) and each N_test sweep."""
     base = next(r for r in rows if r["trainer"] == baseline)
-    header = ["trainer", "step (s)", "step ratio", "peak memory (MiB)", "memory ratio (range over the rounds)",
-              "saved for backward (MiB)",
-              "saved ratio", "inference (s/case)", "inference ratio", *ARITHMETIC_HEADER]
-    cells = [[r["trainer"], f"{r['step_s']:.3f}", f"{r['step_s'] / base['step_s']:.3f}", f"{r['peak_memory_mb']:.0f}",
-              ratio_range(row_ratios(r, base, "peak_memory_mb"), unit=""), f"{r['saved_for_backward_mb']:.0f}",
-              f"{r['saved_for_backward_mb'] / base['saved_for_backward_mb']:.3f}", f"{r['inference_s']:.3f}",
-              f"{r['inference_s'] / base['inference_s']:.3f}", *arithmetic_columns(r, base)] for r in rows]
+    header = ["trainer", "step (s)", "step ratio (range over the rounds)", "peak memory (MiB)",
+              "memory ratio (range over the rounds)", "saved for backward (MiB)", "saved ratio", "inference (s/case)",
+              "inference ratio (range over the rounds)", *ARITHMETIC_HEADER]
+    cells = [[r["trainer"], f"{r['step_s']:.3f}", ratio_range(row_ratios(r, base, "step_s"), unit=""),
+              f"{r['peak_memory_mb']:.0f}", ratio_range(row_ratios(r, base, "peak_memory_mb"), unit=""),
+              f"{r['saved_for_backward_mb']:.0f}", f"{r['saved_for_backward_mb'] / base['saved_for_backward_mb']:.3f}",
+              f"{r['inference_s']:.3f}", ratio_range(row_ratios(r, base, "inference_s"), unit=""),
+              *arithmetic_columns(r, base)] for r in rows]
     sections = [markdown_table(header, cells, "l" + "r" * (len(header) - 1))]
     for r in rows:
         if r["test_points_sweep"]:
@@ -151,7 +171,7 @@ def format_table(rows: List[dict], baseline: str) -> str:
 
 def format_summary(plan_rows: Dict[str, List[dict]], baseline: str) -> str:
     """One table over several plans: the baseline's step, peak memory and inference per plan, every other trainer's
-    ratios to it (peak memory's over the rounds, row_ratios), and the head's FLOP shares beside them."""
+    ratios to it (each a range over the rounds, row_ratios), and the head's FLOP shares beside them."""
     cells = []
     for plan, rows in plan_rows.items():
         base = next(r for r in rows if r["trainer"] == baseline)
@@ -246,8 +266,9 @@ def worker_command(args: argparse.Namespace, trainer: str, plans_file: str, devi
 
 def run_trainers(args: argparse.Namespace, plans_file: str, device: str, patch_size: Optional[Sequence[int]],
                  batch_size: Optional[int]) -> List[dict]:
-    """Every trainer of args.trainers in its own process, args.rounds times in turn (baseline, A, B, baseline, A,
-    B, ...), so that a change in the machine's load reaches all of them alike; best_of_rounds per trainer.
+    """Every trainer of args.trainers in its own process, args.rounds times in turn, each round starting one trainer
+    later (baseline, A, B, then A, B, baseline, ...), so that a change in the machine's load, or a first process's
+    cold caches, reaches all of them alike; best_of_rounds per trainer.
     CommandError with the failure's last line if one fails; its whole output is kept in args.out."""
     from nnunetv2_morse.precision import AUTOCAST_ENVIRONMENT_VARIABLE
     from nnunetv2_morse.trainers import TRAINER_DIR
@@ -258,7 +279,8 @@ def run_trainers(args: argparse.Namespace, plans_file: str, device: str, patch_s
         env["nnUNet_compile"] = "1" if args.compile == "on" else "0"
     results: Dict[str, List[dict]] = {name: [] for name in args.trainers}
     for round_index in range(args.rounds):
-        for name in args.trainers:
+        start = round_index % len(args.trainers)
+        for name in (*args.trainers[start:], *args.trainers[:start]):
             done = subprocess.run(worker_command(args, name, plans_file, device, patch_size, batch_size), env=env,
                                   capture_output=True, text=True)
             result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -325,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--case-scale", type=positive_number, default=1.5,
                         help="inference case edge length in patch lengths (1.5 -> 2 tiles per axis)")
     parser.add_argument("--disable_tta", "--no-mirroring", dest="no_mirroring", action="store_true",
-                        help="sliding-window inference without mirroring, as in nnUNetv2_predict")
+                        help="sliding-window inference without mirroring, as nnUNetv2_predict --disable_tta (default: "
+                             "mirroring on, as nnUNetv2_predict)")
     parser.add_argument("--test-points", type=integer_at_least(0), nargs="+", metavar="N",
                         help="also time one patch's eval forward of each MORSE trainer at these N_test; without it "
                              "no such sweep")

@@ -14,6 +14,10 @@ import numpy as np
 import torch
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+# what a report's peak_memory_mb is, recorded with it (reports without it: CPU peak RSS of the whole process, with
+# the modules that trainer's lookup happened to import)
+MEMORY_MEASURE = {"cuda": "torch.cuda.max_memory_allocated",
+                  "cpu": "peak RSS above the RSS with every trainer module imported, before the network is built"}
 DATASET_ID = 990
 DATASET_NAME = f"Dataset{DATASET_ID}_BenchmarkCT"
 NUM_CLASSES = 5
@@ -66,13 +70,38 @@ def make_plans(planner_name: str, plans_name: str, workdir: str, image_shape: Se
 
 
 def peak_memory_mb(device: torch.device) -> float:
+    """CUDA: the peak of torch's allocated memory since its last reset; CPU: this process's peak RSS."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def current_rss_mb() -> float:
+    """This process's resident memory now (Linux /proc; elsewhere its peak so far, an upper bound)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def import_every_trainer() -> None:
+    """Imports every module of nnU-Net's trainer tree and this package's trainers, as nnU-Net's lookup of a trainer
+    outside its first modules does: every measured process then holds the same libraries (timm, torchvision, ...,
+    about 48 MiB of RSS), whichever trainer it measures."""
+    import importlib
+    import pkgutil
+
+    import nnunetv2.training.nnUNetTrainer as trainer_tree
+    import nnunetv2_morse.trainers  # noqa: F401
+
+    for module in pkgutil.walk_packages(trainer_tree.__path__, trainer_tree.__name__ + "."):
+        importlib.import_module(module.name)
+
+
 def saved_for_backward_mb(network: torch.nn.Module, data: torch.Tensor) -> float:
-    """MiB of tensors the training forward keeps for backward (each storage counted once)."""
+    """MiB of tensors the training forward keeps for backward (each storage counted once), under autocast on CUDA
+    as nnU-Net trains there."""
     storages = {}
 
     def pack(tensor):
@@ -80,7 +109,8 @@ def saved_for_backward_mb(network: torch.nn.Module, data: torch.Tensor) -> float
         storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
+            torch.autocast(data.device.type, enabled=data.device.type == "cuda"):
         network(data)
     return sum(storages.values()) / 2 ** 20
 
@@ -117,8 +147,8 @@ def flop_shares(morse: torch.nn.Module, patch: Sequence[int]) -> dict:
 
 def time_test_points(network: torch.nn.Module, patch: Sequence[int], counts: Sequence[int],
                      device: torch.device, repeats: int = 3, clock=time.perf_counter) -> List[dict]:
-    """Eval forward time of one patch for each N_test against the coarse U-Net forward alone, and the head's FLOPs
-    against the U-Net's."""
+    """Eval forward time of one patch for each N_test against the coarse U-Net forward alone (under autocast on
+    CUDA, as nnU-Net's predictor runs), and the head's FLOPs against the U-Net's."""
     from nnunetv2_morse.trainers.morse import unwrap_network
 
     morse = unwrap_network(network)
@@ -138,7 +168,7 @@ def time_test_points(network: torch.nn.Module, patch: Sequence[int], counts: Seq
 
     rows = []
     unet, heads = point_flop_counts(morse, patch, counts)
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
         coarse = best_time(lambda: morse.decode(morse.encoder(x)))
         for count, head in zip(counts, heads):
             morse.set_num_test_points(count)
@@ -187,9 +217,15 @@ def measure_trainer(trainer_name: str, plans_file: str, configuration: str, devi
     execution units.
 
     precision bf16: autocast to bfloat16 without grad scaler, for every trainer (MORSE trainers read
-    $nnUNet_morse_autocast, which main() sets; nnUNetTrainer gets the process-wide default autocast dtype)."""
+    $nnUNet_morse_autocast, which main() sets; nnUNetTrainer gets the process-wide default autocast dtype), in
+    training; inference runs as nnUNetv2_predict does: fp16 autocast, the network compiled only where
+    $nnUNet_compile asks for it.
+
+    Peak memory on the CPU: the peak RSS above the RSS once every trainer module is imported (import_every_trainer),
+    before the network is built, so that neither the libraries nor which of them a trainer's lookup imported count."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    from nnunetv2_morse.precision import set_autocast_dtype
     from nnunetv2_morse.trainers.morse import unwrap_network
 
     clock = CLOCKS[clock_name]
@@ -207,7 +243,9 @@ def measure_trainer(trainer_name: str, plans_file: str, configuration: str, devi
         dataset_json = json.load(f)
     if precision == "bf16" and device.type == "cuda":
         torch.set_autocast_dtype("cuda", torch.bfloat16)
+    import_every_trainer()
     trainer = recursive_find_trainer_class_by_name(trainer_name)(plans, configuration, 0, dataset_json, device)
+    rss_floor = current_rss_mb()
     if precision == "bf16":
         trainer.grad_scaler = None
     compiled = initialize_without_data(trainer, 1, NUM_CLASSES)
@@ -231,7 +269,7 @@ def measure_trainer(trainer_name: str, plans_file: str, configuration: str, devi
         trainer.train_step(sample)
     sync()
     step_time = (clock() - start) / steps
-    train_memory = peak_memory_mb(device)
+    train_memory = peak_memory_mb(device) - (rss_floor if device.type == "cpu" else 0.0)
     if profile_file:
         write_profile(lambda: trainer.train_step(sample), device, profile_file)
     saved_mb = saved_for_backward_mb(trainer.network, data.to(device))
@@ -239,10 +277,13 @@ def measure_trainer(trainer_name: str, plans_file: str, configuration: str, devi
 
     trainer.set_deep_supervision_enabled(False)
     trainer.network.eval()
+    if device.type == "cuda":
+        set_autocast_dtype("cuda", torch.float16)
     predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=mirroring,
                                 perform_everything_on_device=device.type == "cuda", device=device, allow_tqdm=False)
     axes = tuple(range(len(patch)))
-    predictor.manual_initialization(trainer.network, trainer.plans_manager, trainer.configuration_manager, None,
+    network = getattr(trainer.network, "_orig_mod", trainer.network)  # the predictor compiles as nnUNet_compile says
+    predictor.manual_initialization(network, trainer.plans_manager, trainer.configuration_manager, None,
                                     dataset_json, trainer_name, axes if mirroring else None)
     case_shape = [int(round(p * case_scale)) for p in patch]
     case = torch.randn(1, *([2] if len(patch) == 2 else []), *case_shape, generator=generator)  # 2D: two slices
@@ -259,7 +300,8 @@ def measure_trainer(trainer_name: str, plans_file: str, configuration: str, devi
     return {"trainer": trainer_name, "device_name": device_name, "torch": torch.__version__, "compiled": compiled,
             "precision": precision if device.type == "cuda" else "fp32",
             "patch_size": list(patch), "batch_size": batch, "step_s": step_time,
-            "peak_memory_mb": train_memory, "saved_for_backward_mb": saved_mb, "inference_s": inference_time,
+            "peak_memory_mb": train_memory, "memory_measure": MEMORY_MEASURE[device.type],
+            "saved_for_backward_mb": saved_mb, "inference_s": inference_time,
             "case_shape": list(case.shape[1:]), "flops": flops, "test_points_sweep": sweep}
 
 

@@ -754,10 +754,12 @@ def cuda_tests_section(results_folder: str) -> List[str]:
 
 COST_INTRO = ("Each table gives the first trainer's step, peak memory, memory saved for backward and inference time, "
               "and every other trainer's ratios to them on the same plan. Where a benchmark ran several rounds, times "
-              "are the fastest round's (a shared machine only adds time) and the peak memory ratio is the range over "
-              "the rounds, each round's trainers against each other (the peak varies by a few percent between "
-              "identical rounds); a table recorded before the benchmark kept each round's memory gives the first "
-              "round's, and its budget line says so.")
+              "are the fastest round's (a shared machine only adds time) and the step, peak memory and inference "
+              "ratios are ranges over the rounds, each round's trainers against each other (times vary by several "
+              "percent between identical rounds on a shared machine, the peak memory by a few); a table recorded "
+              "before the benchmark kept each round's memory gives the first round's, and its budget line says so. "
+              "On the CPU, peak memory is the peak RSS above the process's RSS with every trainer module imported, "
+              "before the network is built; a table measured before that says so in its budget line.")
 
 HEADER = """# Results
 

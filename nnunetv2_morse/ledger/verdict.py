@@ -200,7 +200,7 @@ def cost_line(recorded: Optional[RecordedBenchmark], link: str) -> str:
     """One list item: each of COST_TRAINERS' ratios to COST_BASELINE in a benchmark study's recorded reports
     (recorded: render.recorded_benchmark; None: not yet measured), the range over its plans (and, for peak memory,
     over the rounds: row_ratios)."""
-    from nnunetv2_morse.benchmark import ratio_range, row_ratios
+    from nnunetv2_morse.benchmark import memory_caveat, ratio_range, row_ratios
 
     if recorded is None:
         return f"- {link}: not yet measured."
@@ -215,7 +215,9 @@ def cost_line(recorded: Optional[RecordedBenchmark], link: str) -> str:
                       for key, _ in COST_RATIOS]
             parts.append(f"{trainer} " + ", ".join(f"{name} {r}" for (_, name), r in zip(COST_RATIOS, ranges))
                          + (f" over {len(measured)} plans" if len(measured) > 1 else ""))
-    return f"- {link}: " + ("; ".join(parts) if parts else f"no {' or '.join(COST_TRAINERS)} in its tables") + "."
+    caveat = memory_caveat([row for rows in plans for row in rows.values()])
+    return (f"- {link}: " + ("; ".join(parts) if parts else f"no {' or '.join(COST_TRAINERS)} in its tables")
+            + (f" (careful: {caveat})" if caveat and parts else "") + ".")
 
 
 def heading_anchors(markdown: str) -> List[Tuple[str, str]]:
@@ -286,8 +288,9 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
          f"{LEVELLING_SHARE:.0%} of epochs, mean over the folds compared) is named: the schedule may be too short "
          "for that comparison.", ""]
         + (quality or [unmarked])
-        + ["", f"**Cost**: ratios to {COST_BASELINE} on the same plan (a range over the plans measured, and for peak "
-               "memory over the rounds: it varies by a few percent between identical rounds).", ""]
+        + ["", f"**Cost**: ratios to {COST_BASELINE} on the same plan, each a range over the plans measured and the "
+               "benchmark's rounds (each round measures every trainer in turn; times and peak memory vary by a few "
+               "percent between identical rounds).", ""]
         + (cost or [unmarked])
         + ["", f"Every number, per class, with the noise floor, learning curves and all benchmark tables: "
                f"[{os.path.basename(results_file)}]({target})."])
