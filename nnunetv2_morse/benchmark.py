@@ -306,9 +306,8 @@ def describe(args: argparse.Namespace, rows: List[dict], plan: str, device: str)
             f"{first['batch_size']}, inference case {first['case_shape']}, mirroring "
             f"{'off' if args.no_mirroring else 'on'}) on {first['device_name']}, torch {first['torch']}, "
             f"{datetime.date.today().isoformat()}, precision {first['precision']}, torch.compile "
-            f"{'on' if first['compiled'] else 'off'}, best of {args.rounds} round(s), "
-            f"{'one-thread CPU time' if args.clock == 'cpu' else 'elapsed time'}; memory: "
-            f"{'torch.cuda.max_memory_allocated' if device == 'cuda' else 'peak process RSS'}")
+            f"{'on' if first['compiled'] else 'off'}, {args.rounds} round(s) (times: the fastest; ratios: the range), "
+            f"{'one-thread CPU time' if args.clock == 'cpu' else 'elapsed time'}; memory: {first['memory_measure']}")
 
 
 def build_parser() -> argparse.ArgumentParser:

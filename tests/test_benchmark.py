@@ -80,6 +80,8 @@ def test_2d_plans_in_one_run_as_a_study_of_the_ledger(tmp_path, nnunet_folders):
     assert markdown == benchmark.benchmark_markdown(report)
     sections = markdown.split("\n\n")  # one plan: no summary over the plans
     assert "one-thread CPU time" in sections[0] and "\n| nnUNetTrainerMORSE | " in sections[1]
+    assert sections[0].endswith(f"(times: the fastest; ratios: the range), one-thread CPU time; memory: "
+                                f"{cost.MEMORY_MEASURE['cpu']}")
     render_results(str(tmp_path / "results"), str(tmp_path / "RESULTS.md"), 99)
     cost_section = (tmp_path / "RESULTS.md").read_text().split("### 2d plans\n\n")[1]
     assert cost_section.startswith(f"`{PROG} --plans2d 32 ")
