@@ -82,7 +82,7 @@ def current_rss_mb() -> float:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
     except (OSError, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return peak_memory_mb(torch.device("cpu"))
 
 
 def import_every_trainer() -> None:
@@ -242,7 +242,7 @@ def measure_trainer(trainer_name: str, plans_file: str, configuration: str, devi
     with open(os.path.join(os.environ["nnUNet_raw"], DATASET_NAME, "dataset.json")) as f:
         dataset_json = json.load(f)
     if precision == "bf16" and device.type == "cuda":
-        torch.set_autocast_dtype("cuda", torch.bfloat16)
+        set_autocast_dtype("cuda", torch.bfloat16)
     import_every_trainer()
     trainer = recursive_find_trainer_class_by_name(trainer_name)(plans, configuration, 0, dataset_json, device)
     rss_floor = current_rss_mb()
@@ -282,8 +282,8 @@ def measure_trainer(trainer_name: str, plans_file: str, configuration: str, devi
     predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=mirroring,
                                 perform_everything_on_device=device.type == "cuda", device=device, allow_tqdm=False)
     axes = tuple(range(len(patch)))
-    network = getattr(trainer.network, "_orig_mod", trainer.network)  # the predictor compiles as nnUNet_compile says
-    predictor.manual_initialization(network, trainer.plans_manager, trainer.configuration_manager, None,
+    # uncompiled: the predictor compiles as $nnUNet_compile says
+    predictor.manual_initialization(unwrap_network(trainer.network), trainer.plans_manager, trainer.configuration_manager, None,
                                     dataset_json, trainer_name, axes if mirroring else None)
     case_shape = [int(round(p * case_scale)) for p in patch]
     case = torch.randn(1, *([2] if len(patch) == 2 else []), *case_shape, generator=generator)  # 2D: two slices
