@@ -33,7 +33,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from nnunetv2_morse.cli import (CommandError, add_device_argument, command_parser, console_script, integer_at_least,
                                 markdown_table, one_line_errors)
@@ -83,6 +83,10 @@ def row_ratios(row: dict, base: dict, key: str) -> List[float]:
     return [row[key] / base[key]]
 
 
+# how a ledger study's benchmark is measured again, ending each caveat about an older report
+MEASURE_AGAIN = "to measure it again, delete the study's run.json and run nnUNetv2_morse_study on its folder"
+
+
 def memory_caveat(rows: Sequence[dict]) -> str:
     """'' or why the rows' peak memory ratios overstate the MORSE trainers': CPU rows recorded without
     cost.MEMORY_MEASURE measured each process's whole peak RSS, and a MORSE trainer's lookup imported about 48 MiB of
@@ -90,9 +94,44 @@ def memory_caveat(rows: Sequence[dict]) -> str:
     if any(r.get("device_name", "").startswith("CPU") and "memory_measure" not in r for r in rows):
         return ("peak memory is each process's whole peak RSS, measured before every process imported the same "
                 "modules: a MORSE trainer's process imported about 48 MiB more (timm, torchvision, ...) than "
-                "nnUNetTrainer's, so its memory ratios are overstated; to measure it again, delete the study's run.json "
-                "and run nnUNetv2_morse_study on its folder")
+                f"nnUNetTrainer's, so its memory ratios are overstated; {MEASURE_AGAIN}")
     return ""
+
+
+def order_caveat(rows: Sequence[dict]) -> str:
+    """'' or why the rows' time ratios may understate the other trainers' cost: rows recorded without
+    `warm_up_process` were measured with the baseline as the benchmark's first process, which runs slow
+    (measurement_order)."""
+    if any("warm_up_process" not in r for r in rows):
+        return ("measured before the benchmark ran a warm-up process, with the baseline as its first process, which "
+                "runs slow (by as much as the baseline's own spread between rounds), so the first round's time ratios "
+                f"understate the other trainers' cost; {MEASURE_AGAIN}")
+    return ""
+
+
+def round_spread(row: dict, key: str) -> Optional[float]:
+    """A trainer's slowest round over its fastest for a timed key (step_s, inference_s): how much identical
+    measurements of one trainer differed; None for a row of fewer than two rounds."""
+    values = [r[key] for r in row.get("rounds", ()) if key in r]
+    return max(values) / min(values) if len(values) > 1 else None
+
+
+def spread_line(rows: Sequence[dict]) -> str:
+    """'' or one sentence: each trainer's round_spread of step and inference, the scale against which a ratio's
+    distance from 1 is read."""
+    parts = []
+    for row in rows:
+        spreads = [(name, round_spread(row, key)) for key, name in (("step_s", "step"), ("inference_s", "inference"))]
+        if all(spread is not None for _, spread in spreads):
+            parts.append(f"{row['trainer']} " + ", ".join(f"{name} {spread:.3f}x" for name, spread in spreads))
+    return ("Between identical rounds (each trainer's slowest round over its fastest): " + "; ".join(parts) + "."
+            if parts else "")
+
+
+def table_notes(rows: Sequence[dict]) -> str:
+    """'' or the sentences under a plan's table: spread_line, and order_caveat where it applies."""
+    caveat = order_caveat(rows)
+    return " ".join(filter(None, [spread_line(rows), f"Careful: {caveat}." if caveat else ""]))
 
 
 def ratio_range(ratios: Sequence[float], unit: str = "x") -> str:
@@ -264,11 +303,21 @@ def worker_command(args: argparse.Namespace, trainer: str, plans_file: str, devi
     return command
 
 
+def measurement_order(trainers: Sequence[str], rounds: int) -> List[Tuple[Optional[int], str]]:
+    """(round index, trainer) in the order the benchmark measures them: first a warm-up process of the first round's
+    first trainer (round None: not counted), then every trainer in each round, each round starting one trainer later
+    and the first with the trainer after the baseline (trainers[0]), so that a change in the machine's load reaches
+    all of them alike. The first process of a benchmark ran up to 18% slower than the same trainer's later rounds on
+    the 2-core CPU: the warm-up takes that, and what it leaves falls on a MORSE trainer, raising its ratio, never on
+    the baseline, where it would make every other trainer look cheaper."""
+    order = [(r, trainers[(r + 1 + i) % len(trainers)]) for r in range(rounds) for i in range(len(trainers))]
+    return [(None, order[0][1])] + order
+
+
 def run_trainers(args: argparse.Namespace, plans_file: str, device: str, patch_size: Optional[Sequence[int]],
                  batch_size: Optional[int]) -> List[dict]:
-    """Every trainer of args.trainers in its own process, args.rounds times in turn, each round starting one trainer
-    later (baseline, A, B, then A, B, baseline, ...), so that a change in the machine's load, or a first process's
-    cold caches, reaches all of them alike; best_of_rounds per trainer.
+    """Every trainer of args.trainers in its own process, in measurement_order (a warm-up process, then
+    args.rounds rounds); best_of_rounds per trainer.
     CommandError with the failure's last line if one fails; its whole output is kept in args.out."""
     from nnunetv2_morse.precision import AUTOCAST_ENVIRONMENT_VARIABLE
     from nnunetv2_morse.trainers import TRAINER_DIR
@@ -278,25 +327,25 @@ def run_trainers(args: argparse.Namespace, plans_file: str, device: str, patch_s
     if args.compile != "auto":
         env["nnUNet_compile"] = "1" if args.compile == "on" else "0"
     results: Dict[str, List[dict]] = {name: [] for name in args.trainers}
-    for round_index in range(args.rounds):
-        start = round_index % len(args.trainers)
-        for name in (*args.trainers[start:], *args.trainers[:start]):
-            done = subprocess.run(worker_command(args, name, plans_file, device, patch_size, batch_size), env=env,
-                                  capture_output=True, text=True)
-            result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-            if done.returncode != 0 or not result:
-                log = os.path.join(args.out, f"failed_{name}.log")
-                with open(log, "w") as f:
-                    f.write(done.stdout + done.stderr)
-                reason = (f"killed by signal {-done.returncode} (out of memory?)" if done.returncode < 0
-                          else (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1])
-                raise CommandError(f"the benchmark of {name} failed: {reason} (its whole output: {log})")
-            row = json.loads(result[0][len("RESULT "):])
+    for round_index, name in measurement_order(args.trainers, args.rounds):
+        done = subprocess.run(worker_command(args, name, plans_file, device, patch_size, batch_size), env=env,
+                              capture_output=True, text=True)
+        result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if done.returncode != 0 or not result:
+            log = os.path.join(args.out, f"failed_{name}.log")
+            with open(log, "w") as f:
+                f.write(done.stdout + done.stderr)
+            reason = (f"killed by signal {-done.returncode} (out of memory?)" if done.returncode < 0
+                      else (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1])
+            raise CommandError(f"the benchmark of {name} failed: {reason} (its whole output: {log})")
+        row = json.loads(result[0][len("RESULT "):])
+        label = "warm-up, not counted" if round_index is None else f"round {round_index + 1}/{args.rounds}"
+        if round_index is not None:
             results[name].append(row)
-            print(f"{name} (round {round_index + 1}/{args.rounds}): step {row['step_s']:.3f} s, "
-                  f"peak {row['peak_memory_mb']:.0f} MiB, saved for backward {row['saved_for_backward_mb']:.0f} MiB, "
-                  f"inference {row['inference_s']:.3f} s", flush=True)
-    return [best_of_rounds(results[name]) for name in args.trainers]
+        print(f"{name} ({label}): step {row['step_s']:.3f} s, "
+              f"peak {row['peak_memory_mb']:.0f} MiB, saved for backward {row['saved_for_backward_mb']:.0f} MiB, "
+              f"inference {row['inference_s']:.3f} s", flush=True)
+    return [dict(best_of_rounds(results[name]), warm_up_process=True) for name in args.trainers]
 
 
 def describe(args: argparse.Namespace, rows: List[dict], plan: str, device: str) -> str:
@@ -306,7 +355,8 @@ def describe(args: argparse.Namespace, rows: List[dict], plan: str, device: str)
             f"{first['batch_size']}, inference case {first['case_shape']}, mirroring "
             f"{'off' if args.no_mirroring else 'on'}) on {first['device_name']}, torch {first['torch']}, "
             f"{datetime.date.today().isoformat()}, precision {first['precision']}, torch.compile "
-            f"{'on' if first['compiled'] else 'off'}, {args.rounds} round(s) (times: the fastest; ratios: the range), "
+            f"{'on' if first['compiled'] else 'off'}, a warm-up process, then {args.rounds} round(s) (times: the "
+            "fastest; ratios: the range), "
             f"{'one-thread CPU time' if args.clock == 'cpu' else 'elapsed time'}; memory: {first['memory_measure']}")
 
 
@@ -336,9 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="timed training steps per trainer (the step time is their mean)")
     parser.add_argument("--warmup", type=integer_at_least(0), default=3, help="untimed training steps before them")
     parser.add_argument("--rounds", type=integer_at_least(1), default=1,
-                        help="measure every trainer this many times in turn and keep the fastest of each time (step, "
-                             "inference, each --test-points forward); memory is the first round's, judged against its "
-                             "budget in every round")
+                        help="measure every trainer this many times in turn, after one warm-up process that is "
+                             "not counted, and keep the fastest of each time (step, inference, each --test-points "
+                             "forward); memory is the first round's, judged against its budget in every round")
     parser.add_argument("--clock", choices=CLOCK_NAMES, default="wall",
                         help="cpu: time by the process's CPU time on one thread (CPU only), less affected than the "
                              "elapsed time by other processes but not immune (vCPUs that share a core's execution "
@@ -395,7 +445,9 @@ def plan_section(report: Mapping, plan: str) -> str:
     heading, format_table and the budget lines."""
     rows = report["plans"][plan]
     budget = over_budget(rows, rows[0]["trainer"])
-    return (report["headers"][plan] + "\n\n" + format_table(rows, rows[0]["trainer"]) + f"\n\n{BUDGET_HEADING}:"
+    notes = table_notes(rows)
+    return (report["headers"][plan] + "\n\n" + format_table(rows, rows[0]["trainer"])
+            + (f"\n\n{notes}" if notes else "") + f"\n\n{BUDGET_HEADING}:"
             + (" all met." if not budget else "\n" + "\n".join(f"- {line}" for line in budget)))
 
 

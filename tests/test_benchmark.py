@@ -13,8 +13,9 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from ledger_files import write_json
 from nnunetv2_morse import benchmark, cost
-from nnunetv2_morse.ledger.definition import RESERVED_BENCHMARK_OPTIONS
-from nnunetv2_morse.ledger.render import render_results
+from nnunetv2_morse.ledger import verdict
+from nnunetv2_morse.ledger.definition import RESERVED_BENCHMARK_OPTIONS, load_study
+from nnunetv2_morse.ledger.render import recorded_benchmark, render_results
 from nnunetv2_morse.ledger.run import run_study_folder
 from plans import SMALL, SmallMORSE, build
 
@@ -269,7 +270,8 @@ def test_the_markdown_is_rendered_from_the_report_with_memory_judged_in_every_ro
     def row(trainer, step, peaks, patch):
         rounds = [{"trainer": trainer, "step_s": step, "inference_s": 2.0, "peak_memory_mb": p,
                    "saved_for_backward_mb": 400.0, "test_points_sweep": []} for p in peaks]
-        return dict(benchmark.best_of_rounds(rounds), patch_size=[patch, patch], batch_size=2, flops=None)
+        return dict(benchmark.best_of_rounds(rounds), patch_size=[patch, patch], batch_size=2, flops=None,
+                    warm_up_process=True)
 
     report = {"command": ["nnUNetv2_morse_benchmark"], "headers": {"2d 64x64": "small plan", "2d 96x96": "large plan"},
               "plans": {"2d 64x64": [row("b", 1.0, (1000.0, 1000.0), 64), row("m", 1.01, (1060.0, 1020.0), 64)],
@@ -279,10 +281,12 @@ def test_the_markdown_is_rendered_from_the_report_with_memory_judged_in_every_ro
     assert "\n| 2d 64x64 (64x64, 2) | m | 1.010x | 1.020-1.060x | 1.000x |" in sections[1]
     assert "\n| 2d 96x96 (96x96, 2) | m | 1.010x | 1.010-1.020x | 1.000x |" in sections[1]
     assert sections[2] == "small plan" and "\n| m | 1.010 | 1.010 | 1060 | 1.020-1.060 | 400 |" in sections[3]
-    assert sections[4] == (f"{benchmark.BUDGET_HEADING}:\n- m: peak memory over the 1.05x budget in 1 of 2 rounds "
+    assert sections[4] == ("Between identical rounds (each trainer's slowest round over its fastest): b step 1.000x, "
+                           "inference 1.000x; m step 1.000x, inference 1.000x.")
+    assert sections[5] == (f"{benchmark.BUDGET_HEADING}:\n- m: peak memory over the 1.05x budget in 1 of 2 rounds "
                            "only (1.060x, 1.020x): the peak memory varies this much between identical rounds, so "
                            "this is no clear excess")
-    assert sections[5] == "large plan" and sections[7] == f"{benchmark.BUDGET_HEADING}: all met.\n"
+    assert sections[6] == "large plan" and sections[9] == f"{benchmark.BUDGET_HEADING}: all met.\n"
     assert benchmark.benchmark_markdown(dict(report, plans={"2d 64x64": report["plans"]["2d 64x64"]})).startswith(
         "small plan\n\n")
 
@@ -306,23 +310,68 @@ def test_step_and_inference_ratios_are_ranges_over_the_rounds_judged_round_by_ro
         "between identical rounds, so this is no clear excess"]
 
 
-def test_each_round_starts_one_trainer_later(monkeypatch, tmp_path):
-    """Round 0: b, m, p; round 1: m, p, b; round 2: p, b, m: the first process of a round (cold caches, a machine
-    just freed) is a different trainer each time."""
+def test_a_warm_up_process_then_each_round_starts_one_trainer_later_never_the_baseline_first(monkeypatch, tmp_path):
+    """A warm-up process of m, not counted; round 0: m, p, b; round 1: p, b, m; round 2: b, m, p. The first process
+    of a benchmark is slow (here 1.2 s against 1.0 s): the warm-up takes it, so no trainer's rounds hold it, and
+    without the warm-up it would have been m's, not the baseline's."""
     order = []
 
     def fake_run(command, **kwargs):
         name = command[command.index("--worker") + 1]
         order.append(name)
-        row = {"trainer": name, "step_s": 1.0, "inference_s": 1.0, "peak_memory_mb": 1.0, "saved_for_backward_mb": 1.0,
-               "test_points_sweep": []}
+        row = {"trainer": name, "step_s": 1.2 if len(order) == 1 else 1.0, "inference_s": 1.0, "peak_memory_mb": 1.0,
+               "saved_for_backward_mb": 1.0, "test_points_sweep": []}
         return type("Done", (), {"returncode": 0, "stdout": "RESULT " + json.dumps(row), "stderr": ""})()
 
     monkeypatch.setattr(benchmark.subprocess, "run", fake_run)
     args = benchmark.build_parser().parse_args(["--trainers", "b", "m", "p", "--rounds", "3", "--out", str(tmp_path)])
     rows = benchmark.run_trainers(args, "plans.json", "cpu", None, None)
-    assert order == ["b", "m", "p", "m", "p", "b", "p", "b", "m"]
-    assert [r["trainer"] for r in rows] == ["b", "m", "p"] and len(rows[0]["rounds"]) == 3
+    assert order == ["m", "m", "p", "b", "p", "b", "m", "b", "m", "p"]
+    assert [r["trainer"] for r in rows] == ["b", "m", "p"] and all(len(r["rounds"]) == 3 for r in rows)
+    assert all(r["step_s"] == 1.0 for row in rows for r in row["rounds"])
+    assert benchmark.measurement_order(["b"], 2) == [(None, "b"), (0, "b"), (1, "b")]
+
+
+def test_a_ratio_is_shown_beside_how_much_the_trainers_own_rounds_varied(tmp_path):
+    """The baseline's first round was 18% slower than its second (as the 3d CPU benchmark measured before the
+    warm-up): MORSE's step reads 0.831-0.929x, and beside it, in the plan's tables and the README's cost line, the
+    baseline's own spread of 1.184x says that this is no saving."""
+    def row(trainer, steps, inferences):
+        return dict(benchmark.best_of_rounds([{"trainer": trainer, "step_s": s, "inference_s": i,
+                                               "peak_memory_mb": 1000.0, "saved_for_backward_mb": 1.0,
+                                               "test_points_sweep": []} for s, i in zip(steps, inferences)]),
+                    patch_size=[64, 64], batch_size=1, flops=None, memory_measure=cost.MEMORY_MEASURE["cpu"])
+
+    rows = [row("nnUNetTrainer", (94.56, 79.86), (25.78, 20.84)),
+            row("nnUNetTrainerMORSE", (78.54, 74.2), (23.92, 22.31))]
+    assert benchmark.round_spread(rows[0], "step_s") == pytest.approx(94.56 / 79.86)
+    assert benchmark.round_spread(dict(rows[0], rounds=rows[0]["rounds"][:1]), "step_s") is None
+    spread = ("Between identical rounds (each trainer's slowest round over its fastest): nnUNetTrainer step 1.184x, "
+              "inference 1.237x; nnUNetTrainerMORSE step 1.058x, inference 1.072x.")
+    assert benchmark.spread_line(rows) == spread
+    assert benchmark.spread_line([dict(r, rounds=r["rounds"][:1]) for r in rows]) == ""
+    markdown = benchmark.benchmark_markdown({"headers": {"3d": "3d plan"}, "plans": {"3d": rows}})
+    assert "| 0.831-0.929 |" in markdown
+    folder = tmp_path / "results" / "cost" / "cpu_3d"
+    write_json({"kind": "benchmark", "title": "3d", "arguments": ["--preset", "3d_fullres"], "verdict": True},
+               str(folder / "study.json"))
+    write_json({"headers": {"3d": "3d plan"}, "plans": {"3d": rows}}, str(folder / "benchmark_3d_fullres_cpu.json"))
+    write_json({"commands": [{"command": "benchmark"}], "machine": {"platform": "Linux", "cpu_count": 2},
+                "recorded": "today", "files": ["benchmark_3d_fullres_cpu.json"]}, str(folder / "run.json"))
+    line = ("- [3d](R.md): nnUNetTrainerMORSE step 0.831-0.929x, peak memory 1.000x, inference 0.928-1.071x; between "
+            "identical rounds, nnUNetTrainer's own step varied by up to 1.184x and its inference by up to 1.237x")
+    caveat = benchmark.order_caveat(rows)  # measured with the baseline first, no warm-up: said wherever it is shown
+    assert caveat.startswith("measured before the benchmark ran a warm-up process, with the baseline as its first")
+    assert verdict.cost_line(recorded_benchmark(load_study(str(folder))), "[3d](R.md)") == f"{line} (careful: {caveat})."
+    render_results(str(tmp_path / "results"), str(tmp_path / "RESULTS.md"), 99)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| nnUNetTrainerMORSE | 0.831-0.929x |" in text and f"{spread} Careful: {caveat}.\n" in text
+    assert f"{spread} Careful: {caveat}.\n\n{benchmark.BUDGET_HEADING}:" in markdown
+
+    measured = [dict(r, warm_up_process=True) for r in rows]  # as the benchmark records them now
+    assert benchmark.order_caveat(measured) == "" and benchmark.table_notes(measured) == spread
+    write_json({"headers": {"3d": "3d plan"}, "plans": {"3d": measured}}, str(folder / "benchmark_3d_fullres_cpu.json"))
+    assert verdict.cost_line(recorded_benchmark(load_study(str(folder))), "[3d](R.md)") == f"{line}."
 
 
 def test_cpu_memory_recorded_before_the_import_parity_is_not_judged_and_says_so():

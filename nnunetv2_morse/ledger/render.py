@@ -672,9 +672,10 @@ def machine_text(machine: Mapping[str, Any]) -> str:
 
 
 def cost_tables(rows: List[dict]) -> List[str]:
-    """One plan's benchmark rows: the first trainer's values and every other's ratios to them (peak memory's over
-    the rounds, row_ratios), the budgets, and each N_test sweep."""
-    from nnunetv2_morse.benchmark import BUDGET_HEADING, over_budget, ratio_range, row_ratios
+    """One plan's benchmark rows: the first trainer's values and every other's ratios to them (each a range over the
+    rounds, row_ratios), table_notes (each trainer's spread between its rounds, a caveat), the budgets, and each
+    N_test sweep."""
+    from nnunetv2_morse.benchmark import BUDGET_HEADING, over_budget, ratio_range, row_ratios, table_notes
 
     base = rows[0]
     values = [[base["trainer"], f"{base['step_s']:.3f} s", f"{base['peak_memory_mb']:.0f} MiB",
@@ -682,6 +683,8 @@ def cost_tables(rows: List[dict]) -> List[str]:
     values += [[row["trainer"], *(ratio_range(row_ratios(row, base, key)) for key in COST_KEYS)] for row in rows[1:]]
     lines = [markdown_table(["trainer", "step", "peak memory", "saved for backward", "inference / case"], values,
                             "lrrrr")]
+    notes = table_notes(rows)
+    lines += ["", notes] if notes else []
     budget = over_budget(rows, base["trainer"])
     lines += ["", f"{BUDGET_HEADING}: "
               + ("all met." if not budget else "; ".join(budget) + "."), ""]

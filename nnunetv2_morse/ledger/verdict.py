@@ -198,9 +198,10 @@ def head_lines(renderer: StudyRenderer, model: str, link: str) -> Tuple[List[str
 
 def cost_line(recorded: Optional[RecordedBenchmark], link: str) -> str:
     """One list item: each of COST_TRAINERS' ratios to COST_BASELINE in a benchmark study's recorded reports
-    (recorded: render.recorded_benchmark; None: not yet measured), the range over its plans (and, for peak memory,
-    over the rounds: row_ratios)."""
-    from nnunetv2_morse.benchmark import memory_caveat, ratio_range, row_ratios
+    (recorded: render.recorded_benchmark; None: not yet measured), the range over its plans and rounds (row_ratios),
+    and how much COST_BASELINE's own times varied between its rounds (round_spread), the scale of that range."""
+    from nnunetv2_morse.benchmark import (MEASURE_AGAIN, memory_caveat, order_caveat, ratio_range, round_spread,
+                                          row_ratios)
 
     if recorded is None:
         return f"- {link}: not yet measured."
@@ -215,7 +216,13 @@ def cost_line(recorded: Optional[RecordedBenchmark], link: str) -> str:
                       for key, _ in COST_RATIOS]
             parts.append(f"{trainer} " + ", ".join(f"{name} {r}" for (_, name), r in zip(COST_RATIOS, ranges))
                          + (f" over {len(measured)} plans" if len(measured) > 1 else ""))
-    caveat = memory_caveat([row for rows in plans for row in rows.values()])
+    spreads = [[round_spread(rows[COST_BASELINE], key) for rows in plans] for key in ("step_s", "inference_s")]
+    if parts and all(s is not None for spread in spreads for s in spread):
+        parts.append(f"between identical rounds, {COST_BASELINE}'s own step varied by up to {max(spreads[0]):.3f}x "
+                     f"and its inference by up to {max(spreads[1]):.3f}x")
+    every_row = [row for rows in plans for row in rows.values()]
+    caveats = [c for c in (order_caveat(every_row), memory_caveat(every_row)) if c]
+    caveat = "; and ".join([c.replace(f"; {MEASURE_AGAIN}", "") for c in caveats[:-1]] + caveats[-1:])
     return (f"- {link}: " + ("; ".join(parts) if parts else f"no {' or '.join(COST_TRAINERS)} in its tables")
             + (f" (careful: {caveat})" if caveat and parts else "") + ".")
 
@@ -289,8 +296,9 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
          "for that comparison.", ""]
         + (quality or [unmarked])
         + ["", f"**Cost**: ratios to {COST_BASELINE} on the same plan, each a range over the plans measured and the "
-               "benchmark's rounds (each round measures every trainer in turn; times and peak memory vary by a few "
-               "percent between identical rounds).", ""]
+               "benchmark's rounds (each round measures every trainer in turn). A ratio's distance from 1 means little "
+               f"where it is within how much {COST_BASELINE}'s own times varied between identical rounds, given "
+               "last.", ""]
         + (cost or [unmarked])
         + ["", f"Every number, per class, with the noise floor, learning curves and all benchmark tables: "
                f"[{os.path.basename(results_file)}]({target})."])
