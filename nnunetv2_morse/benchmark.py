@@ -386,8 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="timed training steps per trainer (the step time is their mean)")
     parser.add_argument("--warmup", type=integer_at_least(0), default=3, help="untimed training steps before them")
     parser.add_argument("--rounds", type=integer_at_least(1), default=1,
-                        help="measure every trainer this many times in turn, after one warm-up process that is "
-                             "not counted, and keep the fastest of each time (step, inference, each --test-points "
+                        help="measure every trainer this many times in turn, after one warm-up process per plan "
+                             "that is not counted, and keep the fastest of each time (step, inference, each --test-points "
                              "forward); memory is the first round's, judged against its budget in every round")
     parser.add_argument("--clock", choices=CLOCK_NAMES, default="wall",
                         help="cpu: time by the process's CPU time on one thread (CPU only), less affected than the "

@@ -78,7 +78,7 @@ def test_2d_plans_in_one_run_as_a_study_of_the_ledger(tmp_path, nnunet_folders):
         assert row["step_s"] == min(r["step_s"] for r in row["rounds"])
     assert rows[1]["flops"]["train_points"] == 32 * 32 // 32
     markdown = (folder / "benchmark_2d_plans_cpu.md").read_text()
-    assert markdown == benchmark.benchmark_markdown(report)
+    assert markdown == benchmark.benchmark_markdown(report) and "Careful" not in markdown
     sections = markdown.split("\n\n")  # one plan: no summary over the plans
     assert "one-thread CPU time" in sections[0] and "\n| nnUNetTrainerMORSE | " in sections[1]
     assert sections[0].endswith(f"(times: the fastest; ratios: the range), one-thread CPU time; memory: "
@@ -328,7 +328,7 @@ def test_a_warm_up_process_then_each_round_starts_one_trainer_later_never_the_ba
     rows = benchmark.run_trainers(args, "plans.json", "cpu", None, None)
     assert order == ["m", "m", "p", "b", "p", "b", "m", "b", "m", "p"]
     assert [r["trainer"] for r in rows] == ["b", "m", "p"] and all(len(r["rounds"]) == 3 for r in rows)
-    assert all(r["step_s"] == 1.0 for row in rows for r in row["rounds"])
+    assert all(r["step_s"] == 1.0 for row in rows for r in row["rounds"]) and all(r["warm_up_process"] for r in rows)
     assert benchmark.measurement_order(["b"], 2) == [(None, "b"), (0, "b"), (1, "b")]
 
 
@@ -367,6 +367,13 @@ def test_a_ratio_is_shown_beside_how_much_the_trainers_own_rounds_varied(tmp_pat
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| nnUNetTrainerMORSE | 0.831-0.929x |" in text and f"{spread} Careful: {caveat}.\n" in text
     assert f"{spread} Careful: {caveat}.\n\n{benchmark.BUDGET_HEADING}:" in markdown
+
+    old = [dict({k: v for k, v in r.items() if k != "memory_measure"}, device_name="CPU (2 cores)") for r in rows]
+    write_json({"headers": {"3d": "3d plan"}, "plans": {"3d": old}}, str(folder / "benchmark_3d_fullres_cpu.json"))
+    both = verdict.cost_line(recorded_benchmark(load_study(str(folder))), "[3d](R.md)")  # two caveats, one remedy
+    assert both.startswith(f"{line} (careful: measured before the benchmark ran a warm-up process")
+    assert "understate the other trainers' cost; and peak memory is each process's whole peak RSS" in both
+    assert both.count(benchmark.MEASURE_AGAIN) == 1 and both.endswith(f"; {benchmark.MEASURE_AGAIN}).")
 
     measured = [dict(r, warm_up_process=True) for r in rows]  # as the benchmark records them now
     assert benchmark.order_caveat(measured) == "" and benchmark.table_notes(measured) == spread

@@ -298,7 +298,7 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
         + ["", f"**Cost**: ratios to {COST_BASELINE} on the same plan, each a range over the plans measured and the "
                "benchmark's rounds (each round measures every trainer in turn). A ratio's distance from 1 means little "
                f"where it is within how much {COST_BASELINE}'s own times varied between identical rounds, given "
-               "last.", ""]
+               "after the ratios where the benchmark ran several rounds.", ""]
         + (cost or [unmarked])
         + ["", f"Every number, per class, with the noise floor, learning curves and all benchmark tables: "
                f"[{os.path.basename(results_file)}]({target})."])
