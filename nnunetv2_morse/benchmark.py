@@ -83,7 +83,7 @@ def row_ratios(row: dict, base: dict, key: str) -> List[float]:
     return [row[key] / base[key]]
 
 
-# how a ledger study's benchmark is measured again, ending each caveat about an older report
+# how a ledger study's benchmark is measured again: the remedy that caveats_with_remedy ends its caveats with
 MEASURE_AGAIN = "to measure it again, delete the study's run.json and run nnUNetv2_morse_study on its folder"
 
 
@@ -94,7 +94,7 @@ def memory_caveat(rows: Sequence[dict]) -> str:
     if any(r.get("device_name", "").startswith("CPU") and "memory_measure" not in r for r in rows):
         return ("peak memory is each process's whole peak RSS, measured before every process imported the same "
                 "modules: a MORSE trainer's process imported about 48 MiB more (timm, torchvision, ...) than "
-                f"nnUNetTrainer's, so its memory ratios are overstated; {MEASURE_AGAIN}")
+                "nnUNetTrainer's, so its memory ratios are overstated")
     return ""
 
 
@@ -105,8 +105,15 @@ def order_caveat(rows: Sequence[dict]) -> str:
     if any("warm_up_process" not in r for r in rows):
         return ("measured before the benchmark ran a warm-up process, with the baseline as its first process, which "
                 "runs slow (by as much as the baseline's own spread between rounds), so the first round's time ratios "
-                f"understate the other trainers' cost; {MEASURE_AGAIN}")
+                "understate the other trainers' cost")
     return ""
+
+
+def caveats_with_remedy(*caveats: str) -> str:
+    """'' or the caveats that apply (memory_caveat, order_caveat; '' for one that does not) joined into one clause,
+    ending once with MEASURE_AGAIN."""
+    found = [caveat for caveat in caveats if caveat]
+    return f"{'; and '.join(found)}; {MEASURE_AGAIN}" if found else ""
 
 
 def round_spread(row: dict, key: str) -> Optional[float]:
@@ -130,7 +137,7 @@ def spread_line(rows: Sequence[dict]) -> str:
 
 def table_notes(rows: Sequence[dict]) -> str:
     """'' or the sentences under a plan's table: spread_line, and order_caveat where it applies."""
-    caveat = order_caveat(rows)
+    caveat = caveats_with_remedy(order_caveat(rows))
     return " ".join(filter(None, [spread_line(rows), f"Careful: {caveat}." if caveat else ""]))
 
 
@@ -147,7 +154,7 @@ def over_budget(rows: List[dict], baseline: str) -> List[str]:
     only the first round's memory says so."""
     base = next(r for r in rows if r["trainer"] == baseline)
     caveat = memory_caveat(rows)
-    lines = [f"not judged for peak memory: {caveat}"] if caveat else []
+    lines = [f"not judged for peak memory: {caveats_with_remedy(caveat)}"] if caveat else []
     for r in (r for r in rows if r is not base):
         for key, name, budget in BUDGETS:
             if caveat and key == "peak_memory_mb":

@@ -283,8 +283,9 @@ def measure_trainer(trainer_name: str, plans_file: str, configuration: str, devi
                                 perform_everything_on_device=device.type == "cuda", device=device, allow_tqdm=False)
     axes = tuple(range(len(patch)))
     # uncompiled: the predictor compiles as $nnUNet_compile says
-    predictor.manual_initialization(unwrap_network(trainer.network), trainer.plans_manager, trainer.configuration_manager, None,
-                                    dataset_json, trainer_name, axes if mirroring else None)
+    predictor.manual_initialization(unwrap_network(trainer.network), trainer.plans_manager,
+                                    trainer.configuration_manager, None, dataset_json, trainer_name,
+                                    axes if mirroring else None)
     case_shape = [int(round(p * case_scale)) for p in patch]
     case = torch.randn(1, *([2] if len(patch) == 2 else []), *case_shape, generator=generator)  # 2D: two slices
     with torch.no_grad():

@@ -200,8 +200,8 @@ def cost_line(recorded: Optional[RecordedBenchmark], link: str) -> str:
     """One list item: each of COST_TRAINERS' ratios to COST_BASELINE in a benchmark study's recorded reports
     (recorded: render.recorded_benchmark; None: not yet measured), the range over its plans and rounds (row_ratios),
     and how much COST_BASELINE's own times varied between its rounds (round_spread), the scale of that range."""
-    from nnunetv2_morse.benchmark import (MEASURE_AGAIN, memory_caveat, order_caveat, ratio_range, round_spread,
-                                          row_ratios)
+    from nnunetv2_morse.benchmark import (caveats_with_remedy, memory_caveat, order_caveat, ratio_range,
+                                          round_spread, row_ratios)
 
     if recorded is None:
         return f"- {link}: not yet measured."
@@ -221,8 +221,7 @@ def cost_line(recorded: Optional[RecordedBenchmark], link: str) -> str:
         parts.append(f"between identical rounds, {COST_BASELINE}'s own step varied by up to {max(spreads[0]):.3f}x "
                      f"and its inference by up to {max(spreads[1]):.3f}x")
     every_row = [row for rows in plans for row in rows.values()]
-    caveats = [c for c in (order_caveat(every_row), memory_caveat(every_row)) if c]
-    caveat = "; and ".join([c.replace(f"; {MEASURE_AGAIN}", "") for c in caveats[:-1]] + caveats[-1:])
+    caveat = caveats_with_remedy(order_caveat(every_row), memory_caveat(every_row))
     return (f"- {link}: " + ("; ".join(parts) if parts else f"no {' or '.join(COST_TRAINERS)} in its tables")
             + (f" (careful: {caveat})" if caveat and parts else "") + ".")
 
