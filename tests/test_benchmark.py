@@ -358,7 +358,8 @@ def test_a_ratio_is_shown_beside_how_much_the_trainers_own_rounds_varied(tmp_pat
     write_json({"headers": {"3d": "3d plan"}, "plans": {"3d": rows}}, str(folder / "benchmark_3d_fullres_cpu.json"))
     write_json({"commands": [{"command": "benchmark"}], "machine": {"platform": "Linux", "cpu_count": 2},
                 "recorded": "today", "files": ["benchmark_3d_fullres_cpu.json"]}, str(folder / "run.json"))
-    line = ("- [3d](R.md): nnUNetTrainerMORSE step 0.831-0.929x, peak memory 1.000x, inference 0.928-1.071x; between "
+    line = ("- [3d](R.md): nnUNetTrainerMORSE step 0.831-0.929x, peak memory 1.000x, inference 0.928-1.071x (its own "
+            "step varied by up to 1.058x between identical rounds, its inference by up to 1.072x); between "
             "identical rounds, nnUNetTrainer's own step varied by up to 1.184x and its inference by up to 1.237x")
     caveat = benchmark.caveats_with_remedy(benchmark.order_caveat(rows))  # baseline first, no warm-up: said wherever shown
     assert caveat.startswith("measured before the benchmark ran a warm-up process, with the baseline as its first")

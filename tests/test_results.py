@@ -903,7 +903,8 @@ def test_peak_memory_ratios_are_a_range_over_the_rounds(tmp_path):
                             {"3d_fullres": {base: (20.0, (6000.0, 6100.0), 10.0),
                                             morse: (20.4, (6301.0, 6222.0), 10.7)}})
     assert verdict.cost_line(render.recorded_benchmark(study), "[3d](R.md)") == (
-        "- [3d](R.md): nnUNetTrainerMORSE step 1.020x, peak memory 1.020-1.050x, inference 1.070x; between identical "
+        "- [3d](R.md): nnUNetTrainerMORSE step 1.020x, peak memory 1.020-1.050x, inference 1.070x (its own step "
+        "varied by up to 1.000x between identical rounds, its inference by up to 1.000x); between identical "
         "rounds, nnUNetTrainer's own step varied by up to 1.000x and its inference by up to 1.000x.")
     render_results(str(tmp_path / "results"), str(tmp_path / "RESULTS.md"), 99)
     text = (tmp_path / "RESULTS.md").read_text()

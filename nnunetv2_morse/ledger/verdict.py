@@ -196,12 +196,23 @@ def head_lines(renderer: StudyRenderer, model: str, link: str) -> Tuple[List[str
             in_short(short, paired, renderer.study, words))
 
 
+def largest_spreads(plans: List[dict], trainer: str) -> Optional[Tuple[float, float]]:
+    """How much the trainer's own step and inference times varied between identical rounds (round_spread), the
+    largest over the plans (each {trainer: row}); None where a plan ran one round only."""
+    from nnunetv2_morse.benchmark import round_spread
+
+    spreads = [[round_spread(rows[trainer], key) for rows in plans] for key in ("step_s", "inference_s")]
+    if all(s is not None for spread in spreads for s in spread):
+        return max(spreads[0]), max(spreads[1])
+    return None
+
+
 def cost_line(recorded: Optional[RecordedBenchmark], link: str) -> str:
     """One list item: each of COST_TRAINERS' ratios to COST_BASELINE in a benchmark study's recorded reports
     (recorded: render.recorded_benchmark; None: not yet measured), the range over its plans and rounds (row_ratios),
-    and how much COST_BASELINE's own times varied between its rounds (round_spread), the scale of that range."""
-    from nnunetv2_morse.benchmark import (caveats_with_remedy, memory_caveat, order_caveat, ratio_range,
-                                          round_spread, row_ratios)
+    each with how much that trainer's own times varied between its rounds (largest_spreads), and COST_BASELINE's:
+    the scale against which the range is read."""
+    from nnunetv2_morse.benchmark import caveats_with_remedy, memory_caveat, order_caveat, ratio_range, row_ratios
 
     if recorded is None:
         return f"- {link}: not yet measured."
@@ -214,12 +225,15 @@ def cost_line(recorded: Optional[RecordedBenchmark], link: str) -> str:
         if measured:
             ranges = [ratio_range([x for rows in measured for x in row_ratios(rows[trainer], rows[COST_BASELINE], key)])
                       for key, _ in COST_RATIOS]
+            spreads = largest_spreads(measured, trainer)
             parts.append(f"{trainer} " + ", ".join(f"{name} {r}" for (_, name), r in zip(COST_RATIOS, ranges))
-                         + (f" over {len(measured)} plans" if len(measured) > 1 else ""))
-    spreads = [[round_spread(rows[COST_BASELINE], key) for rows in plans] for key in ("step_s", "inference_s")]
-    if parts and all(s is not None for spread in spreads for s in spread):
-        parts.append(f"between identical rounds, {COST_BASELINE}'s own step varied by up to {max(spreads[0]):.3f}x "
-                     f"and its inference by up to {max(spreads[1]):.3f}x")
+                         + (f" over {len(measured)} plans" if len(measured) > 1 else "")
+                         + (f" (its own step varied by up to {spreads[0]:.3f}x between identical rounds, its "
+                            f"inference by up to {spreads[1]:.3f}x)" if spreads else ""))
+    spreads = largest_spreads(plans, COST_BASELINE)
+    if parts and spreads:
+        parts.append(f"between identical rounds, {COST_BASELINE}'s own step varied by up to {spreads[0]:.3f}x "
+                     f"and its inference by up to {spreads[1]:.3f}x")
     every_row = [row for rows in plans for row in rows.values()]
     caveat = caveats_with_remedy(order_caveat(every_row), memory_caveat(every_row))
     return (f"- {link}: " + ("; ".join(parts) if parts else f"no {' or '.join(COST_TRAINERS)} in its tables")
@@ -296,8 +310,8 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
         + (quality or [unmarked])
         + ["", f"**Cost**: ratios to {COST_BASELINE} on the same plan, each a range over the plans measured and the "
                "benchmark's rounds (each round measures every trainer in turn). A ratio's distance from 1 means little "
-               f"where it is within how much {COST_BASELINE}'s own times varied between identical rounds, given "
-               "after the ratios where the benchmark ran several rounds.", ""]
+               f"where it is within how much the trainer's own times or {COST_BASELINE}'s varied between identical "
+               "rounds, given beside the ratios where the benchmark ran several rounds.", ""]
         + (cost or [unmarked])
         + ["", f"Every number, per class, with the noise floor, learning curves and all benchmark tables: "
                f"[{os.path.basename(results_file)}]({target})."])
