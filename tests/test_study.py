@@ -4,6 +4,7 @@ import datetime
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -463,7 +464,7 @@ def test_gpu_evidence_refuses_without_cuda_in_one_line_but_shows_its_plan(monkey
                                "False): run it on a machine with one")
     gpu.main(["--dry-run"])
     shown = capsys.readouterr().out
-    assert shown.startswith("CUDA evidence on a CUDA GPU (none here: --dry-run only):\n  python -m pytest ")
+    assert shown.startswith(f"CUDA evidence on a CUDA GPU (none here: --dry-run only):\n  {sys.executable} -m pytest ")
     assert "  nnUNetv2_morse_study " + os.path.join(gpu.REPOSITORY, "results", "cost", "cuda_2d_bf16") in shown
     with pytest.raises(SystemExit, match=f"-i {tmp_path / 'none'}: no such folder$"):
         gpu.main(["-i", str(tmp_path / "none"), "--dry-run"])
@@ -478,7 +479,7 @@ def test_gpu_evidence_runs_the_cuda_tests_and_every_cuda_benchmark_study(tmp_pat
         write_json({"kind": "benchmark", "title": name, "device": device, "arguments": ["--preset", "2d"]},
                    str(tmp_path / "cost" / name / "study.json"))
     test_command, studies = gpu.plan(str(tmp_path), "/repo")
-    assert test_command == ["python", "-m", "pytest", "/repo/tests/test_cuda.py", "-v", "-rs",
+    assert test_command == [sys.executable, "-m", "pytest", "/repo/tests/test_cuda.py", "-v", "-rs",
                             f"--junitxml={tmp_path}/cost/cuda_tests/junit.xml"]
     assert studies == [str(tmp_path / "cost" / "cuda_2d_bf16"), str(tmp_path / "cost" / "cuda_3d_fullres_fp16")]
     (tmp_path / "junit.xml").write_text('<testsuites><testsuite tests="5" failures="1" errors="0" skipped="2"/>'

@@ -3,8 +3,8 @@
     nnUNetv2_morse_gpu_evidence     # from a checkout (pip install -e '.[test]'); then nnUNetv2_morse_results,
                                     # and commit results/, RESULTS.md and README.md together
 
-  1. tests/test_cuda.py (every trainer of the family compiled, fp16 and bf16, 2D and 3D): JUnit XML and a
-     summary into results/cost/cuda_tests/;
+  1. tests/test_cuda.py (compiled, fp16 and bf16: every trainer of the family in 2D, the Table 1 trainers in
+     3D): JUnit XML and a summary into results/cost/cuda_tests/;
   2. every benchmark study of the ledger whose device is cuda (results/cost/cuda_*: fp16, bf16, torch.compile on
      and off; 3d_fullres, 2d, ResEnc), each through nnUNetv2_morse_study, finished ones skipped.
 
@@ -13,6 +13,7 @@ Refuses with one line where CUDA is absent (--dry-run prints the plan anyway).
 from __future__ import annotations
 
 import os
+import sys
 import xml.etree.ElementTree as ElementTree
 from typing import List, Optional, Sequence, Tuple
 
@@ -27,7 +28,8 @@ DEFAULT_RESULTS = os.path.join(REPOSITORY, "results")
 
 
 def cuda_test_command(repository: str, junit_file: str) -> List[str]:
-    return ["python", "-m", "pytest", os.path.join(repository, "tests", "test_cuda.py"), "-v", "-rs",
+    """pytest on tests/test_cuda.py with this process's interpreter (the one that has torch and this package)."""
+    return [sys.executable, "-m", "pytest", os.path.join(repository, "tests", "test_cuda.py"), "-v", "-rs",
             f"--junitxml={junit_file}"]
 
 

@@ -1,4 +1,5 @@
-"""Short variants of every trainer of the family, named like nnU-Net's own (nnUNetTrainer_5epochs, ...).
+"""Short variants of nnUNetTrainerMORSE and the paper's Table 1 trainers, named like nnU-Net's own
+(nnUNetTrainer_5epochs, ...); the ablation variants have none, as nnU-Net's own variants have none.
 
 Each is the family trainer with num_epochs changed; `nnUNetTrainerMORSE_demo` is sized for the CPU demo.
 """
