@@ -123,14 +123,17 @@ def round_spread(row: dict, key: str) -> Optional[float]:
     return max(values) / min(values) if len(values) > 1 else None
 
 
+def row_spreads(row: dict) -> Optional[Tuple[float, float]]:
+    """(step, inference): the row's round_spread of step_s and inference_s; None unless both were timed in two
+    rounds or more."""
+    spreads = round_spread(row, "step_s"), round_spread(row, "inference_s")
+    return None if None in spreads else spreads
+
+
 def spread_line(rows: Sequence[dict]) -> str:
-    """'' or one sentence: each trainer's round_spread of step and inference, the scale against which a ratio's
-    distance from 1 is read."""
-    parts = []
-    for row in rows:
-        spreads = [(name, round_spread(row, key)) for key, name in (("step_s", "step"), ("inference_s", "inference"))]
-        if all(spread is not None for _, spread in spreads):
-            parts.append(f"{row['trainer']} " + ", ".join(f"{name} {spread:.3f}x" for name, spread in spreads))
+    """'' or one sentence: each trainer's row_spreads, the scale against which a ratio's distance from 1 is read."""
+    parts = [f"{row['trainer']} step {spreads[0]:.3f}x, inference {spreads[1]:.3f}x"
+             for row in rows for spreads in [row_spreads(row)] if spreads is not None]
     return ("Between identical rounds (each trainer's slowest round over its fastest): " + "; ".join(parts) + "."
             if parts else "")
 
@@ -394,8 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=integer_at_least(0), default=3, help="untimed training steps before them")
     parser.add_argument("--rounds", type=integer_at_least(1), default=1,
                         help="measure every trainer this many times in turn, after one warm-up process per plan "
-                             "that is not counted, and keep the fastest of each time (step, inference, each --test-points "
-                             "forward); memory is the first round's, judged against its budget in every round")
+                             "that is not counted, and keep the fastest of each time (step, inference, each "
+                             "--test-points forward); memory is the first round's, judged against its budget in "
+                             "every round")
     parser.add_argument("--clock", choices=CLOCK_NAMES, default="wall",
                         help="cpu: time by the process's CPU time on one thread (CPU only), less affected than the "
                              "elapsed time by other processes but not immune (vCPUs that share a core's execution "

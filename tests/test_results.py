@@ -893,6 +893,11 @@ def test_verdict_cost_is_the_default_and_paper_ratios_over_the_plans(tmp_path):
         "- [3d](R.md): nnUNetTrainerMORSE step 1.020x, peak memory 1.050x, inference 1.070x.")
     assert render.recorded_benchmark(benchmark_study(tmp_path / "none", None)) is None
     assert verdict.cost_line(None, "[x](R.md)") == "- [x](R.md): not yet measured."
+    no_baseline = benchmark_study(tmp_path / "no_baseline",
+                                  {"2d": {morse: (2.1, 1010.0, 4.4), paper: (4.0, 1200.0, 5.0)}})
+    assert verdict.cost_line(render.recorded_benchmark(no_baseline), "[2d](R.md)") == (
+        "- [2d](R.md): not compared: no nnUNetTrainer in its tables.")
+    assert verdict.largest_spreads([], base) is None
 
 
 def test_peak_memory_ratios_are_a_range_over_the_rounds(tmp_path):

@@ -197,14 +197,14 @@ def head_lines(renderer: StudyRenderer, model: str, link: str) -> Tuple[List[str
 
 
 def largest_spreads(plans: List[dict], trainer: str) -> Optional[Tuple[float, float]]:
-    """How much the trainer's own step and inference times varied between identical rounds (round_spread), the
-    largest over the plans (each {trainer: row}); None where a plan ran one round only."""
-    from nnunetv2_morse.benchmark import round_spread
+    """(step, inference): the trainer's own row_spreads, the largest over the plans (each {trainer: row}); None
+    where a plan ran one round only or there is no plan."""
+    from nnunetv2_morse.benchmark import row_spreads
 
-    spreads = [[round_spread(rows[trainer], key) for rows in plans] for key in ("step_s", "inference_s")]
-    if all(s is not None for spread in spreads for s in spread):
-        return max(spreads[0]), max(spreads[1])
-    return None
+    spreads = [row_spreads(rows[trainer]) for rows in plans]
+    if not spreads or None in spreads:
+        return None
+    return max(step for step, _ in spreads), max(inference for _, inference in spreads)
 
 
 def cost_line(recorded: Optional[RecordedBenchmark], link: str) -> str:
@@ -219,6 +219,8 @@ def cost_line(recorded: Optional[RecordedBenchmark], link: str) -> str:
     plans = [{row["trainer"]: row for row in rows} for report in recorded[1].values()
              for rows in report["plans"].values()]
     plans = [rows for rows in plans if COST_BASELINE in rows]
+    if not plans:
+        return f"- {link}: not compared: no {COST_BASELINE} in its tables."
     parts = []
     for trainer in COST_TRAINERS:
         measured = [rows for rows in plans if trainer in rows]
