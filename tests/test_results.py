@@ -619,6 +619,9 @@ def test_rendering_the_results_and_the_verdict_reads_each_run_file_once(headline
     assert sorted(os.path.basename(path) for path in cost) == ["benchmark_2d_cpu.json", "run.json"]
     assert {os.path.basename(path) for path in runs} == {"run.json", "curves.json", "metrics.json",
                                                          "metrics_head_off.json"}
+    in_short = block_of(tmp_path / "README.md").split("**Quality**")[0]
+    assert ("- nnUNetTrainerMORSE's cost on the CPU, as a ratio to nnUNetTrainer's: step 1.050x, peak memory 1.010x, "
+            "inference 1.100x over 1 plan in 1 benchmark.\n") in in_short
 
 
 @pytest.mark.parametrize("metric", ["Dice", "HD95"])
@@ -854,10 +857,11 @@ def test_check_passes_after_rendering_and_fails_on_a_hand_edit_or_a_new_run(head
     assert str(stop.value) == f"RESULTS.md {stale}\nthe verdict in README.md {stale}"
 
 
-def benchmark_study(folder, plans):
-    """A headline benchmark study whose recorded table holds plans {plan: {trainer: (step, memory, inference)}} (none:
-    not yet run); a tuple of memories is one per round (the row's is the first)."""
-    definition = {"kind": "benchmark", "title": "CPU 2d plans", "arguments": ["--preset", "2d"], "verdict": True}
+def benchmark_study(folder, plans, device="cpu"):
+    """A headline benchmark study on device whose recorded table holds plans {plan: {trainer: (step, memory,
+    inference)}} (none: not yet run); a tuple of memories is one per round (the row's is the first)."""
+    definition = {"kind": "benchmark", "title": "CPU 2d plans", "arguments": ["--preset", "2d"], "verdict": True,
+                  "device": device}
     write_json(definition, str(folder / "study.json"))
 
     def row(trainer, step, memory, inference):
@@ -898,6 +902,35 @@ def test_verdict_cost_is_the_default_and_paper_ratios_over_the_plans(tmp_path):
     assert verdict.cost_line(render.recorded_benchmark(no_baseline), "[2d](R.md)") == (
         "- [2d](R.md): not compared: no nnUNetTrainer in its tables.")
     assert verdict.largest_spreads([], base) is None
+
+
+def test_verdict_in_short_gives_the_defaults_cost_per_device_over_every_headline_benchmark(tmp_path):
+    """The CPU line ranges over the plans of both measured CPU studies and counts the one not yet run and the one
+    without nnUNetTrainer; the CUDA study is not yet run; the spread between rounds is given only where every plan
+    ran several rounds, and a caveat of any plan is pointed to."""
+    base, morse = "nnUNetTrainer", "nnUNetTrainerMORSE"
+    plans_2d = {"2d 128x128": {base: (2.0, 1000.0, 4.0), morse: (2.1, 1010.0, 4.4)},
+                "2d 512x512": {base: (10.0, 3000.0, 16.0), morse: (10.2, 3090.0, 15.2)}}
+    plans_3d = {"3d_fullres": {base: (20.0, (6000.0, 6100.0), 10.0), morse: (20.4, (6301.0, 6222.0), 10.7)}}
+    studies = [benchmark_study(tmp_path / "2d", plans_2d), benchmark_study(tmp_path / "3d", plans_3d),
+               benchmark_study(tmp_path / "unrun", None),
+               benchmark_study(tmp_path / "no_base", {"2d": {morse: (2.1, 1010.0, 4.4)}}),
+               benchmark_study(tmp_path / "gpu", None, device="cuda")]
+    head = "- nnUNetTrainerMORSE's cost on {}, as a ratio to nnUNetTrainer's: "
+    assert verdict.cost_in_short([(s, render.recorded_benchmark(s)) for s in studies]) == [
+        head.format("the CPU") + "step 1.020-1.050x, peak memory 1.010-1.050x, inference 0.950-1.100x over 3 plans "
+        "in 2 benchmarks (1 more not yet measured, 1 more without it beside nnUNetTrainer).",
+        head.format("a CUDA GPU") + "not yet measured."]
+    assert verdict.cost_in_short([(studies[1], render.recorded_benchmark(studies[1]))]) == [
+        head.format("the CPU") + "step 1.020x, peak memory 1.020-1.050x, inference 1.070x over 1 plan in 1 benchmark; "
+        "the two trainers' own times varied by up to 1.000x between identical rounds."]
+    table = tmp_path / "3d" / "benchmark_2d_cpu.json"
+    report = json.loads(table.read_text())
+    del report["plans"]["3d_fullres"][0]["warm_up_process"]
+    write_json(report, str(table))
+    assert verdict.cost_in_short([(studies[1], render.recorded_benchmark(studies[1]))])[0].endswith(
+        "between identical rounds; careful: see the benchmarks below.")
+    assert verdict.cost_in_short([]) == []
 
 
 def test_peak_memory_ratios_are_a_range_over_the_rounds(tmp_path):

@@ -6,9 +6,10 @@ A headline is a training study's comparison or a benchmark study marked ``"verdi
 Quality, per headline comparison and model, for the per-case foreground mean of each metric: model - baseline with
 its bootstrap interval and BH-corrected p (the Paired rows of RESULTS.md, computed once for both) and one word
 (``verdict_word``); and, for each such model that the study also scores with its head off, head on - head off
-(study 2's question: what the head adds at inference). Above them, in short: one line per comparison with its
-metrics grouped by word. Cost, per headline benchmark study: the ratios of
-nnUNetTrainerMORSE (and _paper) to nnUNetTrainer, as a range over the plans measured.
+(study 2's question: what the head adds at inference). Cost, per headline benchmark study: the ratios of
+nnUNetTrainerMORSE (and _paper) to nnUNetTrainer, as a range over the plans measured. Above them, in short: one line
+per comparison with its metrics grouped by word, and one per device with nnUNetTrainerMORSE's cost over every
+headline benchmark study on it ("not yet measured" where none has run).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from nnunetv2_morse.evaluation.statistics import CONFIDENCE_LEVEL, ranks_oppose
-from nnunetv2_morse.ledger.definition import Comparison, StudyError, TrainingStudy
+from nnunetv2_morse.ledger.definition import BenchmarkStudy, Comparison, StudyError, TrainingStudy
 from nnunetv2_morse.ledger.records import read_text, write_text
 from nnunetv2_morse.ledger.render import (FOREGROUND_MEAN, HIGHER_IS_BETTER, LEVELLED_OFF, LEVELLING_SHARE, METRICS,
                                           ComparisonRefused, Paired, RecordedBenchmark, RenderedLedger, Row,
@@ -207,28 +208,40 @@ def largest_spreads(plans: List[dict], trainer: str) -> Optional[Tuple[float, fl
     return max(step for step, _ in spreads), max(inference for _, inference in spreads)
 
 
+def compared_plans(recorded: RecordedBenchmark) -> List[dict]:
+    """Each plan of a benchmark study's recorded reports that has COST_BASELINE, as {trainer: row}."""
+    plans = [{row["trainer"]: row for row in rows} for report in recorded[1].values()
+             for rows in report["plans"].values()]
+    return [rows for rows in plans if COST_BASELINE in rows]
+
+
+def cost_ranges(plans: List[dict], trainer: str) -> List[str]:
+    """The trainer's ratio_range to COST_BASELINE for each of COST_RATIOS over the plans' rounds (row_ratios)."""
+    from nnunetv2_morse.benchmark import ratio_range, row_ratios
+
+    return [ratio_range([x for rows in plans for x in row_ratios(rows[trainer], rows[COST_BASELINE], key)])
+            for key, _ in COST_RATIOS]
+
+
 def cost_line(recorded: Optional[RecordedBenchmark], link: str) -> str:
     """One list item: each of COST_TRAINERS' ratios to COST_BASELINE in a benchmark study's recorded reports
-    (recorded: render.recorded_benchmark; None: not yet measured), the range over its plans and rounds (row_ratios),
+    (recorded: render.recorded_benchmark; None: not yet measured), the range over its plans and rounds (cost_ranges),
     each with how much that trainer's own times varied between its rounds (largest_spreads), and COST_BASELINE's:
     the scale against which the range is read."""
-    from nnunetv2_morse.benchmark import caveats_with_remedy, memory_caveat, order_caveat, ratio_range, row_ratios
+    from nnunetv2_morse.benchmark import caveats_with_remedy, memory_caveat, order_caveat
 
     if recorded is None:
         return f"- {link}: not yet measured."
-    plans = [{row["trainer"]: row for row in rows} for report in recorded[1].values()
-             for rows in report["plans"].values()]
-    plans = [rows for rows in plans if COST_BASELINE in rows]
+    plans = compared_plans(recorded)
     if not plans:
         return f"- {link}: not compared: no {COST_BASELINE} in its tables."
     parts = []
     for trainer in COST_TRAINERS:
         measured = [rows for rows in plans if trainer in rows]
         if measured:
-            ranges = [ratio_range([x for rows in measured for x in row_ratios(rows[trainer], rows[COST_BASELINE], key)])
-                      for key, _ in COST_RATIOS]
             spreads = largest_spreads(measured, trainer)
-            parts.append(f"{trainer} " + ", ".join(f"{name} {r}" for (_, name), r in zip(COST_RATIOS, ranges))
+            parts.append(f"{trainer} " + ", ".join(f"{name} {r}" for (_, name), r in
+                                                   zip(COST_RATIOS, cost_ranges(measured, trainer)))
                          + (f" over {len(measured)} plans" if len(measured) > 1 else "")
                          + (f" (its own step varied by up to {spreads[0]:.3f}x between identical rounds, its "
                             f"inference by up to {spreads[1]:.3f}x)" if spreads else ""))
@@ -240,6 +253,43 @@ def cost_line(recorded: Optional[RecordedBenchmark], link: str) -> str:
     caveat = caveats_with_remedy(order_caveat(every_row), memory_caveat(every_row))
     return (f"- {link}: " + ("; ".join(parts) if parts else f"no {' or '.join(COST_TRAINERS)} in its tables")
             + (f" (careful: {caveat})" if caveat and parts else "") + ".")
+
+
+DEVICE_WORDS = {"cpu": "the CPU", "cuda": "a CUDA GPU"}
+
+
+def cost_in_short(benchmarks: Sequence[Tuple[BenchmarkStudy, Optional[RecordedBenchmark]]]) -> List[str]:
+    """One line in short per device of the headline benchmark studies: COST_TRAINERS[0]'s cost_ranges over every
+    plan of theirs that measured it beside COST_BASELINE, in how many of the studies, with the largest spread of
+    the two trainers' own times between identical rounds (largest_spreads) and a pointer to the caveats cost_line
+    gives; 'not yet measured' for a device where none of the studies measured it."""
+    from nnunetv2_morse.benchmark import memory_caveat, order_caveat
+
+    default = COST_TRAINERS[0]
+    lines = []
+    for device in dict.fromkeys(study.device for study, _ in benchmarks):
+        recorded = [r for study, r in benchmarks if study.device == device]
+        measured = [plans for plans in ([rows for rows in compared_plans(r) if default in rows]
+                                        for r in recorded if r is not None) if plans]
+        head = f"- {default}'s cost on {DEVICE_WORDS.get(device, device)}, as a ratio to {COST_BASELINE}'s"
+        if not measured:
+            lines.append(f"{head}: not yet measured.")
+            continue
+        plans = [rows for study_plans in measured for rows in study_plans]
+        spreads = [largest_spreads(plans, trainer) for trainer in (default, COST_BASELINE)]
+        left_out = [f"{count} more {text}" for count, text in
+                    ((sum(r is None for r in recorded), "not yet measured"),
+                     (sum(r is not None for r in recorded) - len(measured), f"without it beside {COST_BASELINE}"))
+                    if count]
+        rows = [row for study_plans in measured for rows in study_plans for row in rows.values()]
+        ranges = ", ".join(f"{name} {r}" for (_, name), r in zip(COST_RATIOS, cost_ranges(plans, default)))
+        lines.append(
+            f"{head}: {ranges} over {len(plans)} plan{'s' if len(plans) > 1 else ''} in {len(measured)} "
+            f"benchmark{'s' if len(measured) > 1 else ''}" + (f" ({', '.join(left_out)})" if left_out else "")
+            + (f"; the two trainers' own times varied by up to {max(max(s) for s in spreads):.3f}x between "
+               "identical rounds" if None not in spreads else "")
+            + ("; careful: see the benchmarks below" if order_caveat(rows) or memory_caveat(rows) else "") + ".")
+    return lines
 
 
 def heading_anchors(markdown: str) -> List[Tuple[str, str]]:
@@ -273,7 +323,7 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
     """The Markdown between the README's markers: headline quality, headline cost, and the link to RESULTS.md."""
     target = os.path.relpath(os.path.abspath(results_file), os.path.dirname(os.path.abspath(readme_file)))
     anchors = heading_anchors(rendered.text)
-    quality, short, cost = [], [], []
+    quality, short, cost, benchmarks = [], [], [], []
     for study in rendered.studies:
         if isinstance(study, TrainingStudy):
             renderer = rendered.renderers[study.folder]
@@ -290,9 +340,11 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
         elif study.verdict:
             link = section_link(anchors, target, "## Cost", f"### {study.title}", study.title)
             cost.append(cost_line(rendered.benchmarks[study.folder], link))
+            benchmarks.append((study, rendered.benchmarks[study.folder]))
+    short = short + cost_in_short(benchmarks)
     unmarked = '- none: mark one with `"verdict": true` in its study.json.'
     return "\n".join(
-        ([f"**In short**, the headline comparisons' foreground means, each detailed below:", ""]
+        ([f"**In short**, the headline comparisons' foreground means and the default's cost, each detailed below:", ""]
          + short + [""] if short else [])
         + [f"**Quality**: the per-case foreground mean, model − baseline [{CONFIDENCE_LEVEL:.0%} bootstrap interval] and "
          "the Wilcoxon p corrected over classes and metrics (BH); where the cases are slices of one volume, both "
