@@ -150,6 +150,14 @@ def ratio_range(ratios: Sequence[float], unit: str = "x") -> str:
     return f"{low}{unit}" if low == high else f"{low}-{high}{unit}"
 
 
+def judged_ratios(rows: Sequence[dict], row: dict, base: dict) -> List[Tuple[str, str, float, List[float]]]:
+    """(key, name, budget, row_ratios) for each of BUDGETS that row is judged on against base, one plan's rows:
+    peak memory not where memory_caveat(rows)."""
+    caveat = memory_caveat(rows)
+    return [(key, name, budget, row_ratios(row, base, key)) for key, name, budget in BUDGETS
+            if not (caveat and key == "peak_memory_mb")]
+
+
 def over_budget(rows: List[dict], baseline: str) -> List[str]:
     """The rows' ratios to the baseline that exceed BUDGETS, one line each, each line saying what it is. Each ratio
     is judged in every round (row_ratios): over budget in every round is an excess by the smallest of them, in some
@@ -159,10 +167,7 @@ def over_budget(rows: List[dict], baseline: str) -> List[str]:
     caveat = memory_caveat(rows)
     lines = [f"not judged for peak memory: {caveats_with_remedy(caveat)}"] if caveat else []
     for r in (r for r in rows if r is not base):
-        for key, name, budget in BUDGETS:
-            if caveat and key == "peak_memory_mb":
-                continue
-            ratios = row_ratios(r, base, key)
+        for key, name, budget, ratios in judged_ratios(rows, r, base):
             over = sum(x > budget for x in ratios)
             shown = ", ".join(f"{x:.3f}x" for x in ratios)
             if over == len(ratios):

@@ -465,6 +465,8 @@ def test_verdict_shows_the_paired_rows_numbers_the_noise_floor_and_words(headlin
     study, values = headline
     render_main()
     block = block_of(tmp_path / "README.md")
+    assert block.lstrip().startswith(
+        "**In short**, the headline comparisons' foreground means, each detailed below:\n\n")
     paired = compare_arms(load_arm(study, "nnUNetTrainer", 0), load_arm(study, "nnUNetTrainerMORSE", 0), 999)
     assert ("- [MORSE vs nnU-Net](RESULTS.md#morse-vs-nnu-net) (`test_study`), nnUNetTrainerMORSE − nnUNetTrainer: "
             "2 of 2 folds finished, 20 paired cases") in block
@@ -620,6 +622,8 @@ def test_rendering_the_results_and_the_verdict_reads_each_run_file_once(headline
     assert {os.path.basename(path) for path in runs} == {"run.json", "curves.json", "metrics.json",
                                                          "metrics_head_off.json"}
     in_short = block_of(tmp_path / "README.md").split("**Quality**")[0]
+    assert in_short.lstrip().startswith(
+        "**In short**, the headline comparisons' foreground means and the default's cost, each detailed below:\n\n")
     assert ("- nnUNetTrainerMORSE's cost on the CPU, as a ratio to nnUNetTrainer's: step 1.050x, peak memory 1.010x, "
             "inference 1.100x over 1 plan in 1 benchmark.\n") in in_short
 
@@ -859,17 +863,20 @@ def test_check_passes_after_rendering_and_fails_on_a_hand_edit_or_a_new_run(head
 
 def benchmark_study(folder, plans, device="cpu"):
     """A headline benchmark study on device whose recorded table holds plans {plan: {trainer: (step, memory,
-    inference)}} (none: not yet run); a tuple of memories is one per round (the row's is the first)."""
+    inference)}} (none: not yet run); a tuple is one value per round, a number the same in every round (the row's
+    times are the fastest round's, its memory the first round's)."""
     definition = {"kind": "benchmark", "title": "CPU 2d plans", "arguments": ["--preset", "2d"], "verdict": True,
                   "device": device}
     write_json(definition, str(folder / "study.json"))
 
-    def row(trainer, step, memory, inference):
-        rounds = memory if isinstance(memory, tuple) else (memory,)
-        return {"trainer": trainer, "step_s": step, "peak_memory_mb": rounds[0], "saved_for_backward_mb": 1.0,
-                "inference_s": inference, "patch_size": [64, 64], "batch_size": 2, "flops": None,
+    def row(trainer, *values):
+        count = max(len(v) if isinstance(v, tuple) else 1 for v in values)
+        step, memory, inference = (v if isinstance(v, tuple) else (v,) * count for v in values)
+        return {"trainer": trainer, "step_s": min(step), "peak_memory_mb": memory[0], "saved_for_backward_mb": 1.0,
+                "inference_s": min(inference), "patch_size": [64, 64], "batch_size": 2, "flops": None,
                 "test_points_sweep": [], "warm_up_process": True,
-                "rounds": [{"step_s": step, "inference_s": inference, "peak_memory_mb": m} for m in rounds]}
+                "rounds": [{"step_s": t, "inference_s": i, "peak_memory_mb": m}
+                           for t, m, i in zip(step, memory, inference)]}
 
     if plans is not None:
         rows = {plan: [row(t, *values) for t, values in trainers.items()] for plan, trainers in plans.items()}
@@ -905,31 +912,39 @@ def test_verdict_cost_is_the_default_and_paper_ratios_over_the_plans(tmp_path):
 
 
 def test_verdict_in_short_gives_the_defaults_cost_per_device_over_every_headline_benchmark(tmp_path):
-    """The CPU line ranges over the plans of both measured CPU studies and counts the one not yet run and the one
-    without nnUNetTrainer; the CUDA study is not yet run; the spread between rounds is given only where every plan
-    ran several rounds, and a caveat of any plan is pointed to."""
+    """The CPU line ranges over the plans of both measured CPU studies, counts the one not yet run and the two
+    without MORSE beside nnUNetTrainer, and names the step over budget in every round; the spreads between rounds
+    (each trainer's slowest round over its fastest) are given only where every plan ran several rounds, step and
+    inference apart; a CUDA study not run is 'not yet measured', one without MORSE 'not compared'."""
     base, morse = "nnUNetTrainer", "nnUNetTrainerMORSE"
-    plans_2d = {"2d 128x128": {base: (2.0, 1000.0, 4.0), morse: (2.1, 1010.0, 4.4)},
+    plans_2d = {"2d 128x128": {base: (2.0, 1000.0, 4.0), morse: (2.2, 1010.0, 4.4)},
                 "2d 512x512": {base: (10.0, 3000.0, 16.0), morse: (10.2, 3090.0, 15.2)}}
-    plans_3d = {"3d_fullres": {base: (20.0, (6000.0, 6100.0), 10.0), morse: (20.4, (6301.0, 6222.0), 10.7)}}
+    plans_3d = {"3d_fullres": {base: ((20.0, 21.0), (6000.0, 6100.0), 10.0),
+                               morse: (21.0, (6301.0, 6222.0), (10.7, 11.77))}}
     studies = [benchmark_study(tmp_path / "2d", plans_2d), benchmark_study(tmp_path / "3d", plans_3d),
                benchmark_study(tmp_path / "unrun", None),
                benchmark_study(tmp_path / "no_base", {"2d": {morse: (2.1, 1010.0, 4.4)}}),
+               benchmark_study(tmp_path / "no_morse", {"2d": {base: (2.0, 1000.0, 4.0)}}),
                benchmark_study(tmp_path / "gpu", None, device="cuda")]
     head = "- nnUNetTrainerMORSE's cost on {}, as a ratio to nnUNetTrainer's: "
     assert verdict.cost_in_short([(s, render.recorded_benchmark(s)) for s in studies]) == [
-        head.format("the CPU") + "step 1.020-1.050x, peak memory 1.010-1.050x, inference 0.950-1.100x over 3 plans "
-        "in 2 benchmarks (1 more not yet measured, 1 more without it beside nnUNetTrainer).",
+        head.format("the CPU") + "step 1.000-1.100x, peak memory 1.010-1.050x, inference 0.950-1.177x over 3 plans "
+        "in 2 benchmarks (1 more not yet measured, 2 more without nnUNetTrainerMORSE beside nnUNetTrainer); step "
+        "time over the 1.05x budget in every round at the 64x64 patch (1.100x).",
         head.format("a CUDA GPU") + "not yet measured."]
     assert verdict.cost_in_short([(studies[1], render.recorded_benchmark(studies[1]))]) == [
-        head.format("the CPU") + "step 1.020x, peak memory 1.020-1.050x, inference 1.070x over 1 plan in 1 benchmark; "
-        "the two trainers' own times varied by up to 1.000x between identical rounds."]
+        head.format("the CPU") + "step 1.000-1.050x, peak memory 1.020-1.050x, inference 1.070-1.177x over 1 plan in "
+        "1 benchmark; the two trainers' own step times varied by up to 1.050x between identical rounds, their "
+        "inference times by up to 1.100x."]
+    cuda_without = benchmark_study(tmp_path / "gpu_no_morse", {"2d": {base: (2.0, 1000.0, 4.0)}}, device="cuda")
+    assert verdict.cost_in_short([(studies[5], None), (cuda_without, render.recorded_benchmark(cuda_without))]) == [
+        head.format("a CUDA GPU") + "not compared: no nnUNetTrainerMORSE beside nnUNetTrainer in its benchmarks."]
     table = tmp_path / "3d" / "benchmark_2d_cpu.json"
     report = json.loads(table.read_text())
     del report["plans"]["3d_fullres"][0]["warm_up_process"]
     write_json(report, str(table))
     assert verdict.cost_in_short([(studies[1], render.recorded_benchmark(studies[1]))])[0].endswith(
-        "between identical rounds; careful: see the benchmarks below.")
+        "their inference times by up to 1.100x; careful: see the benchmarks below.")
     assert verdict.cost_in_short([]) == []
 
 

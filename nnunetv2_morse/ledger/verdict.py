@@ -258,11 +258,28 @@ def cost_line(recorded: Optional[RecordedBenchmark], link: str) -> str:
 DEVICE_WORDS = {"cpu": "the CPU", "cuda": "a CUDA GPU"}
 
 
+def clear_excesses(plans: List[dict], trainer: str) -> List[str]:
+    """'step time over the 1.05x budget in every round at the 128x128 patch (1.142-1.236x)' for each of the
+    trainer's ratios to COST_BASELINE that is over its budget in every round of a plan (judged_ratios, as the
+    benchmark's budget lines judge them), once per text."""
+    from nnunetv2_morse.benchmark import judged_ratios, ratio_range
+
+    found = []
+    for rows in plans:
+        patch = "x".join(str(n) for n in rows[trainer]["patch_size"])
+        for _, name, budget, ratios in judged_ratios(list(rows.values()), rows[trainer], rows[COST_BASELINE]):
+            if min(ratios) > budget:
+                found.append(f"{name} over the {budget}x budget in every round at the {patch} patch "
+                             f"({ratio_range(ratios)})")
+    return list(dict.fromkeys(found))
+
+
 def cost_in_short(benchmarks: Sequence[Tuple[BenchmarkStudy, Optional[RecordedBenchmark]]]) -> List[str]:
     """One line in short per device of the headline benchmark studies: COST_TRAINERS[0]'s cost_ranges over every
-    plan of theirs that measured it beside COST_BASELINE, in how many of the studies, with the largest spread of
-    the two trainers' own times between identical rounds (largest_spreads) and a pointer to the caveats cost_line
-    gives; 'not yet measured' for a device where none of the studies measured it."""
+    plan of theirs that measured it beside COST_BASELINE, in how many of the studies, the largest spreads of the
+    two trainers' own step and inference times between identical rounds (where every plan ran several rounds), its
+    clear_excesses, and a pointer to the caveats cost_line gives; 'not yet measured' for a device none of whose
+    studies has run, 'not compared' where none that ran measured it beside COST_BASELINE."""
     from nnunetv2_morse.benchmark import memory_caveat, order_caveat
 
     default = COST_TRAINERS[0]
@@ -271,24 +288,28 @@ def cost_in_short(benchmarks: Sequence[Tuple[BenchmarkStudy, Optional[RecordedBe
         recorded = [r for study, r in benchmarks if study.device == device]
         measured = [plans for plans in ([rows for rows in compared_plans(r) if default in rows]
                                         for r in recorded if r is not None) if plans]
-        head = f"- {default}'s cost on {DEVICE_WORDS.get(device, device)}, as a ratio to {COST_BASELINE}'s"
+        head = f"- {default}'s cost on {DEVICE_WORDS[device]}, as a ratio to {COST_BASELINE}'s"
+        unrun, without = sum(r is None for r in recorded), sum(r is not None for r in recorded) - len(measured)
         if not measured:
-            lines.append(f"{head}: not yet measured.")
+            lines.append(f"{head}: " + ("not yet measured." if not without else
+                                         f"not compared: no {default} beside {COST_BASELINE} in its benchmarks."))
             continue
         plans = [rows for study_plans in measured for rows in study_plans]
         spreads = [largest_spreads(plans, trainer) for trainer in (default, COST_BASELINE)]
         left_out = [f"{count} more {text}" for count, text in
-                    ((sum(r is None for r in recorded), "not yet measured"),
-                     (sum(r is not None for r in recorded) - len(measured), f"without it beside {COST_BASELINE}"))
-                    if count]
-        rows = [row for study_plans in measured for rows in study_plans for row in rows.values()]
+                    ((unrun, "not yet measured"), (without, f"without {default} beside {COST_BASELINE}")) if count]
+        every_row = [row for rows in plans for row in rows.values()]
         ranges = ", ".join(f"{name} {r}" for (_, name), r in zip(COST_RATIOS, cost_ranges(plans, default)))
+        excesses = clear_excesses(plans, default)
         lines.append(
             f"{head}: {ranges} over {len(plans)} plan{'s' if len(plans) > 1 else ''} in {len(measured)} "
             f"benchmark{'s' if len(measured) > 1 else ''}" + (f" ({', '.join(left_out)})" if left_out else "")
-            + (f"; the two trainers' own times varied by up to {max(max(s) for s in spreads):.3f}x between "
-               "identical rounds" if None not in spreads else "")
-            + ("; careful: see the benchmarks below" if order_caveat(rows) or memory_caveat(rows) else "") + ".")
+            + (f"; the two trainers' own step times varied by up to {max(s[0] for s in spreads):.3f}x between "
+               f"identical rounds, their inference times by up to {max(s[1] for s in spreads):.3f}x"
+               if None not in spreads else "")
+            + (f"; {'; '.join(excesses)}" if excesses else "")
+            + ("; careful: see the benchmarks below" if order_caveat(every_row) or memory_caveat(every_row) else "")
+            + ".")
     return lines
 
 
@@ -341,11 +362,12 @@ def verdict_block(rendered: RenderedLedger, readme_file: str, results_file: str)
             link = section_link(anchors, target, "## Cost", f"### {study.title}", study.title)
             cost.append(cost_line(rendered.benchmarks[study.folder], link))
             benchmarks.append((study, rendered.benchmarks[study.folder]))
-    short = short + cost_in_short(benchmarks)
+    short += cost_in_short(benchmarks)
+    topics = ((["the headline comparisons' foreground means"] if quality else [])
+              + (["the default's cost"] if cost else []))
     unmarked = '- none: mark one with `"verdict": true` in its study.json.'
     return "\n".join(
-        ([f"**In short**, the headline comparisons' foreground means and the default's cost, each detailed below:", ""]
-         + short + [""] if short else [])
+        ([f"**In short**, {' and '.join(topics)}, each detailed below:", "", *short, ""] if short else [])
         + [f"**Quality**: the per-case foreground mean, model − baseline [{CONFIDENCE_LEVEL:.0%} bootstrap interval] and "
          "the Wilcoxon p corrected over classes and metrics (BH); where the cases are slices of one volume, both "
          "take whole validation slabs as the independent units (RESULTS.md says how). **better** or **worse** needs "
