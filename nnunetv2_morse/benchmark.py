@@ -150,35 +150,39 @@ def ratio_range(ratios: Sequence[float], unit: str = "x") -> str:
     return f"{low}{unit}" if low == high else f"{low}-{high}{unit}"
 
 
-def judged_ratios(rows: Sequence[dict], row: dict, base: dict) -> List[Tuple[str, str, float, List[float]]]:
-    """(key, name, budget, row_ratios) for each of BUDGETS that row is judged on against base, one plan's rows:
-    peak memory not where memory_caveat(rows)."""
+def clear_excess(ratios: Sequence[float], budget: float) -> bool:
+    """Whether a ratio is over its budget in every round: a clear excess, by the smallest of its ratios. Over in
+    some rounds only is no clear excess (times and peak RSS vary this much between identical rounds)."""
+    return min(ratios) > budget
+
+
+def judged_ratios(rows: Sequence[dict], base: dict) -> List[Tuple[dict, str, str, float, List[float]]]:
+    """(row, key, name, budget, row_ratios) for each row of one plan but base and each of BUDGETS it is judged on
+    against base: peak memory not where memory_caveat(rows)."""
     caveat = memory_caveat(rows)
-    return [(key, name, budget, row_ratios(row, base, key)) for key, name, budget in BUDGETS
-            if not (caveat and key == "peak_memory_mb")]
+    return [(row, key, name, budget, row_ratios(row, base, key)) for row in rows if row is not base
+            for key, name, budget in BUDGETS if not (caveat and key == "peak_memory_mb")]
 
 
 def over_budget(rows: List[dict], baseline: str) -> List[str]:
     """The rows' ratios to the baseline that exceed BUDGETS, one line each, each line saying what it is. Each ratio
-    is judged in every round (row_ratios): over budget in every round is an excess by the smallest of them, in some
-    rounds only (times and peak RSS vary between identical rounds) no clear excess; a row of several rounds that kept
-    only the first round's memory says so."""
+    is judged in every round (row_ratios): a clear_excess by the smallest of them, over in some rounds only no
+    clear excess; a row of several rounds that kept only the first round's memory says so."""
     base = next(r for r in rows if r["trainer"] == baseline)
     caveat = memory_caveat(rows)
     lines = [f"not judged for peak memory: {caveats_with_remedy(caveat)}"] if caveat else []
-    for r in (r for r in rows if r is not base):
-        for key, name, budget, ratios in judged_ratios(rows, r, base):
-            over = sum(x > budget for x in ratios)
-            shown = ", ".join(f"{x:.3f}x" for x in ratios)
-            if over == len(ratios):
-                first_only = (" (the first of its rounds only: its table kept no other round's memory)"
-                              if key == "peak_memory_mb" and len(ratios) == 1 and len(r.get("rounds", ())) > 1 else "")
-                lines.append(f"{r['trainer']}: {name} {shown}, {min(ratios) / budget - 1:.1%} over the {budget}x "
-                             f"budget{first_only}")
-            elif over:
-                lines.append(f"{r['trainer']}: {name} over the {budget}x budget in {over} of {len(ratios)} rounds "
-                             f"only ({shown}): the {name} varies this much between identical rounds, so this is "
-                             "no clear excess")
+    for r, key, name, budget, ratios in judged_ratios(rows, base):
+        over = sum(x > budget for x in ratios)
+        shown = ", ".join(f"{x:.3f}x" for x in ratios)
+        if clear_excess(ratios, budget):
+            first_only = (" (the first of its rounds only: its table kept no other round's memory)"
+                          if key == "peak_memory_mb" and len(ratios) == 1 and len(r.get("rounds", ())) > 1 else "")
+            lines.append(f"{r['trainer']}: {name} {shown}, {min(ratios) / budget - 1:.1%} over the {budget}x "
+                         f"budget{first_only}")
+        elif over:
+            lines.append(f"{r['trainer']}: {name} over the {budget}x budget in {over} of {len(ratios)} rounds "
+                         f"only ({shown}): the {name} varies this much between identical rounds, so this is "
+                         "no clear excess")
     return lines
 
 

@@ -260,15 +260,15 @@ DEVICE_WORDS = {"cpu": "the CPU", "cuda": "a CUDA GPU"}
 
 def clear_excesses(plans: List[dict], trainer: str) -> List[str]:
     """'step time over the 1.05x budget in every round at the 128x128 patch (1.142-1.236x)' for each of the
-    trainer's ratios to COST_BASELINE that is over its budget in every round of a plan (judged_ratios, as the
+    trainer's ratios to COST_BASELINE that is a clear_excess in a plan (judged_ratios, as the
     benchmark's budget lines judge them), once per text."""
-    from nnunetv2_morse.benchmark import judged_ratios, ratio_range
+    from nnunetv2_morse.benchmark import clear_excess, judged_ratios, ratio_range
 
     found = []
     for rows in plans:
         patch = "x".join(str(n) for n in rows[trainer]["patch_size"])
-        for _, name, budget, ratios in judged_ratios(list(rows.values()), rows[trainer], rows[COST_BASELINE]):
-            if min(ratios) > budget:
+        for row, _, name, budget, ratios in judged_ratios(list(rows.values()), rows[COST_BASELINE]):
+            if row is rows[trainer] and clear_excess(ratios, budget):
                 found.append(f"{name} over the {budget}x budget in every round at the {patch} patch "
                              f"({ratio_range(ratios)})")
     return list(dict.fromkeys(found))
